@@ -1,0 +1,109 @@
+"""Plain data shared along the data path: decoded frames in, records out.
+
+No asyncio and no Kafka here, so the protocol, the coalescer, the sinks and the tests
+all speak the same types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+UpdateKind = Literal["start", "delta", "full", "done"]
+AckMode = Literal["none", "terminal", "all"]
+TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown"]
+StreamKey = tuple[str, str]  # (task_id, message_id)
+
+TERMINAL_KINDS: frozenset[str] = frozenset({"full", "done"})
+
+
+@dataclass(slots=True)
+class Hello:
+    client: str | None
+    acks: AckMode
+
+
+@dataclass(slots=True)
+class Update:
+    """One accepted agentex TaskMessageUpdate line.
+
+    `body` is the JSON object exactly as received (unknown fields kept); `raw` is the
+    line's bytes, reused as the record value when the update is produced unmerged.
+    For deltas, `channel` is what must match for two deltas to merge (delta type,
+    channel fields, update `index`), `text_field` names the delta's text field and
+    `text` is its value (null counts as "").
+    """
+
+    kind: UpdateKind
+    task_id: str
+    message_id: str
+    body: dict[str, Any]
+    raw: bytes
+    channel: tuple[Any, ...] | None = None
+    text_field: str | None = None
+    text: str = ""
+
+    @property
+    def key(self) -> StreamKey:
+        return (self.task_id, self.message_id)
+
+
+class ReplyTarget(Protocol):
+    """Where delivery outcomes of a line go: the connection that sent it."""
+
+    def send_ack(self, seq: int, partition: int, offset: int) -> None: ...
+
+    def send_error(self, seq: int, code: str, message: str) -> None: ...
+
+
+@dataclass(slots=True)
+class AckToken:
+    """A line waiting to hear about the record that carries it."""
+
+    target: ReplyTarget
+    seq: int
+
+
+@dataclass(slots=True)
+class Record:
+    """One Kafka record, ready to produce (key = task_id)."""
+
+    task_id: str
+    message_id: str
+    kind: UpdateKind
+    value: bytes
+    stream_seq: int  # 0-based position among the stream's records (the `seq` header)
+    terminal_reason: TerminalReason | None = None
+    acks: list[AckToken] = field(default_factory=list)
+    deltas: int = 0  # how many delta lines this record carries (metrics)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        hs = [
+            ("type", self.kind.encode()),
+            ("message_id", self.message_id.encode()),
+            ("seq", str(self.stream_seq).encode()),
+        ]
+        if self.terminal_reason is not None:
+            hs.append(("terminal_reason", self.terminal_reason.encode()))
+        return hs
+
+    @property
+    def size(self) -> int:
+        """Bytes this record holds in memory, for --max-pending-bytes accounting."""
+        return len(self.value) + len(self.task_id) + len(self.message_id) + 64
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """The slice of an event loop the coalescer needs; asyncio's loop satisfies it."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle: ...
+
+
+Emit = Callable[[Record], None]
