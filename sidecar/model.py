@@ -77,6 +77,9 @@ class Record:
     terminal_reason: TerminalReason | None = None
     acks: list[AckToken] = field(default_factory=list)
     deltas: int = 0  # how many delta lines this record carries (metrics)
+    # Loop time the stream's first delta was read, set only on the record carrying it
+    # (the first-delta latency metric).
+    first_delta_at: float | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         hs = [

@@ -1,0 +1,125 @@
+"""What every sink shares: the ordered intake, pending-bytes accounting with backpressure,
+and turning delivery outcomes into acks, errors and metrics.
+
+A record is *pending* from `submit()` until Kafka acknowledges it or it finally fails;
+the sum of pending sizes is what `--max-pending-bytes` bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from sidecar.metrics import Metrics
+from sidecar.model import Record
+
+log = logging.getLogger("sidecar.sink")
+
+PressureCallback = Callable[[bool], None]
+
+# Resume reading once pending bytes fall to this share of the limit, so the sockets do not
+# flap between paused and reading on every record.
+_RESUME_RATIO = 0.75
+
+
+class SinkBase:
+    def __init__(
+        self,
+        *,
+        max_pending_bytes: int,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # The same clock as the coalescer's (the loop's), so first-delta times compare.
+        self.clock = clock
+        self.metrics = metrics
+        self.max_pending_bytes = max_pending_bytes
+        self.queue: deque[Record] = deque()
+        self.pending_bytes = 0
+        self.pending_records = 0
+        self.paused = False
+        self.on_pressure: PressureCallback = lambda _paused: None
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._submitted_at: dict[int, float] = {}
+
+    # -- intake (synchronous: called by the coalescer, never blocks) ------------------
+
+    def submit(self, record: Record) -> None:
+        self.queue.append(record)
+        self._submitted_at[id(record)] = self.clock()
+        self.pending_records += 1
+        self.pending_bytes += record.size
+        self.metrics.pending_bytes.set(self.pending_bytes)
+        self._drained.clear()
+        self._wakeup.set()
+        if not self.paused and self.pending_bytes > self.max_pending_bytes:
+            self.paused = True
+            self.metrics.backpressure.set(1)
+            log.warning(
+                "pending bytes %d passed --max-pending-bytes %d: pausing socket reads",
+                self.pending_bytes,
+                self.max_pending_bytes,
+            )
+            self.on_pressure(True)
+
+    async def flush(self) -> None:
+        """Wait until every record submitted so far is acknowledged or has failed."""
+        await self._drained.wait()
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def delivered(self, record: Record, partition: int, offset: int) -> None:
+        self._settle(record)
+        m = self.metrics
+        m.records_produced.labels(record.kind).inc()
+        if record.deltas:
+            m.deltas_per_record.observe(record.deltas)
+        started = self._submitted_at.pop(id(record), None)
+        now = self.clock()
+        if started is not None:
+            m.delivery_latency.observe(now - started)
+        if record.first_delta_at is not None:
+            m.first_delta_latency.observe(now - record.first_delta_at)
+        for token in record.acks:
+            token.target.send_ack(token.seq, partition, offset)
+
+    def failed(self, record: Record, reason: str) -> None:
+        self._settle(record)
+        self._submitted_at.pop(id(record), None)
+        self.metrics.delivery_failures.inc()
+        log.error(
+            "record %s/%s seq %d (%s) not delivered: %s",
+            record.task_id,
+            record.message_id,
+            record.stream_seq,
+            record.kind,
+            reason,
+        )
+        for token in record.acks:
+            token.target.send_error(token.seq, "delivery_failed", reason)
+
+    def _settle(self, record: Record) -> None:
+        self.pending_records -= 1
+        self.pending_bytes -= record.size
+        self.metrics.pending_bytes.set(self.pending_bytes)
+        if self.paused and self.pending_bytes <= self.max_pending_bytes * _RESUME_RATIO:
+            self.paused = False
+            self.metrics.backpressure.set(0)
+            log.info("pending bytes back to %d: resuming socket reads", self.pending_bytes)
+            self.on_pressure(False)
+        if self.pending_records == 0:
+            self._drained.set()
+
+    async def _wait_for_work(self) -> None:
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
+    def _take_queued(self) -> list[Record]:
+        batch = list(self.queue)
+        self.queue.clear()
+        return batch
