@@ -46,6 +46,13 @@ class SinkBase:
         self._drained = asyncio.Event()
         self._drained.set()
         self._submitted_at: dict[int, float] = {}
+        # What /readyz reports; the Kafka sink keeps them current.
+        self.kafka_up = True
+        self.last_error: str | None = None
+
+    async def serve(self) -> None:
+        """Deliver submitted records until cancelled."""
+        raise NotImplementedError
 
     # -- intake (synchronous: called by the coalescer, never blocks) ------------------
 

@@ -71,7 +71,6 @@ class KafkaSink(SinkBase):
         self.config = config
         self.topic = config.topic
         self.kafka_up = False
-        self.last_error: str | None = None
         self._producer: AIOKafkaProducer | None = None
         self._partitions = 0
         self._partition_of: dict[str, int] = {}

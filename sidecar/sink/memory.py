@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import Record
@@ -24,12 +25,24 @@ class MemorySink(SinkBase):
     ) -> None:
         super().__init__(max_pending_bytes=max_pending_bytes, metrics=metrics or Metrics())
         self.partitions = partitions
-        self.kafka_up = True
-        self.last_error: str | None = None
         self.records: list[tuple[int, int, Record]] = []  # (partition, offset, record)
         self._next_offset = [0] * partitions
         self.hold = asyncio.Event()  # set: deliveries pause (a Kafka outage)
         self.fail_with: str | None = None  # set: every record fails with this reason
+        self._progress = asyncio.Event()
+
+    async def wait_for(self, predicate: Callable[[MemorySink], bool], timeout: float = 10) -> None:
+        """Wait until `predicate(self)` holds, re-checked after every delivery."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._progress.clear()
+                await self._progress.wait()
+
+    def by_stream(self) -> dict[tuple[str, str], list[Record]]:
+        out: dict[tuple[str, str], list[Record]] = {}
+        for _, _, r in self.records:
+            out.setdefault((r.task_id, r.message_id), []).append(r)
+        return out
 
     async def serve(self) -> None:
         while True:
@@ -45,6 +58,7 @@ class MemorySink(SinkBase):
                 self._next_offset[p] += 1
                 self.records.append((p, offset, record))
                 self.delivered(record, p, offset)
+            self._progress.set()
 
     def release(self) -> None:
         """End a simulated outage."""

@@ -1,0 +1,130 @@
+"""One client connection: bytes in, frames to the stream table, replies out.
+
+Everything here runs synchronously inside `data_received`, so the lines of one read
+are handled completely, in order, before anything else can run; there is no per-frame
+task to cancel or lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
+from sidecar.protocol import (
+    FrameError,
+    LineFramer,
+    Oversize,
+    decode_frame,
+    encode_ack,
+    encode_error,
+)
+from sidecar.transform.table import StreamRejected
+
+if TYPE_CHECKING:
+    from sidecar.source.hub import Hub
+
+log = logging.getLogger("sidecar.source")
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.framer = LineFramer(hub.config.max_frame_bytes)
+        self.acks: AckMode = "none"
+        self.client: str | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.hub.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.framer.feed(data):
+            if isinstance(event, Oversize):
+                self.hub.metrics.frames_received.labels("invalid").inc()
+                self.send_error(
+                    event.seq,
+                    "frame_too_large",
+                    f"line longer than --max-frame-bytes {self.hub.config.max_frame_bytes}; "
+                    "skipped",
+                )
+            else:
+                self._handle_line(event.seq, event.data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: the client has finished sending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.framer.close():
+            log.info("discarded a partial line at disconnect (client %s)", self.client)
+        self.hub.unregister(self)
+
+    # -- frames --------------------------------------------------------------------------
+
+    def _handle_line(self, seq: int, data: bytes) -> None:
+        hub = self.hub
+        try:
+            frame = decode_frame(data)
+        except FrameError as exc:
+            hub.metrics.frames_received.labels("invalid").inc()
+            self.send_error(seq, exc.code, exc.message)
+            return
+        if isinstance(frame, Hello):
+            hub.metrics.frames_received.labels("hello").inc()
+            if seq != 1:
+                self.send_error(seq, "invalid_frame", "hello is only allowed as the first line")
+                return
+            self.acks, self.client = frame.acks, frame.client
+            return
+        hub.metrics.frames_received.labels(frame.kind).inc()
+        if hub.draining:
+            self.send_error(seq, "shutting_down", "the sidecar is shutting down")
+            return
+        ack = None
+        if self.acks == "all" or (self.acks == "terminal" and frame.kind in TERMINAL_KINDS):
+            ack = AckToken(self, seq)
+        try:
+            hub.table.handle(frame, self, ack)
+        except StreamRejected as exc:
+            self.send_error(seq, exc.code, exc.message)
+
+    # -- replies (model.ReplyTarget) -----------------------------------------------------
+
+    def send_ack(self, seq: int, partition: int, offset: int) -> None:
+        self._reply(encode_ack(seq, partition, offset))
+
+    def send_error(self, seq: int, code: str, message: str) -> None:
+        self.hub.metrics.errors.labels(code).inc()
+        self._reply(encode_error(seq, code, message))
+
+    def _reply(self, line: bytes) -> None:
+        t = self.transport
+        if t is None or self.closed or t.is_closing():
+            return
+        # Never block ingest on a client that does not read its replies: past the bound
+        # they are dropped and counted.
+        if t.get_write_buffer_size() > self.hub.config.max_reply_bytes:
+            self.hub.metrics.replies_dropped.inc()
+            return
+        t.write(line)
+
+    # -- control -------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()

@@ -1,0 +1,1 @@
+"""Client-side tools: the client library users, `send`, `tail`, `bench`."""

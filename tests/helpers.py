@@ -1,0 +1,102 @@
+"""Test helpers: agentex update builders, an in-process server and a raw socket client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sidecar.config import Config
+from sidecar.server import Server
+from sidecar.sink.base import SinkBase
+from sidecar.sink.memory import MemorySink
+
+
+def parent(task: str, msg: str) -> dict[str, Any]:
+    return {
+        "id": msg,
+        "task_id": task,
+        "content": {"type": "text", "author": "agent", "content": ""},
+    }
+
+
+def start(task: str, msg: str, **extra: Any) -> dict[str, Any]:
+    content = {"type": "text", "author": "agent", "content": ""}
+    return {"type": "start", "parent_task_message": parent(task, msg), "content": content, **extra}
+
+
+def text_delta(task: str, msg: str, text: str | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "delta",
+        "parent_task_message": parent(task, msg),
+        "delta": {"type": "text", "text_delta": text},
+        **extra,
+    }
+
+
+def done(task: str, msg: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "done", "parent_task_message": parent(task, msg), **extra}
+
+
+def full(task: str, msg: str, text: str, **extra: Any) -> dict[str, Any]:
+    content = {"type": "text", "author": "agent", "content": text}
+    return {"type": "full", "parent_task_message": parent(task, msg), "content": content, **extra}
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj) + b"\n"
+
+
+def test_config(tmp_path: Path, **overrides: Any) -> Config:
+    values: dict[str, Any] = {"socket": tmp_path / "sidecar.sock", "http_port": 0}
+    values.update(overrides)
+    return Config(**values)
+
+
+@contextlib.asynccontextmanager
+async def open_server(config: Config, sink: SinkBase | None = None) -> AsyncIterator[Server]:
+    """Start a server in this loop; shut it down (if the test did not) on exit."""
+    server = Server(config, sink=sink if sink is not None else MemorySink())
+    await server.startup()
+    try:
+        yield server
+    finally:
+        if not server.hub.draining:
+            await server.shutdown()
+
+
+class RawClient:
+    """Speaks the wire protocol by hand, so tests see exactly what the server sends."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.replies: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, path: Path) -> RawClient:
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 22)
+        return cls(reader, writer)
+
+    async def send(self, *objs: dict[str, Any] | bytes) -> None:
+        for obj in objs:
+            self.writer.write(obj if isinstance(obj, bytes) else line(obj))
+        await self.writer.drain()
+
+    async def read_replies(self, n: int, timeout: float = 10) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while len(self.replies) < n:
+                raw = await self.reader.readline()
+                if not raw:
+                    raise ConnectionError(f"closed after {len(self.replies)} replies")
+                self.replies.append(orjson.loads(raw))
+        return self.replies[:n]
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
