@@ -51,7 +51,7 @@ def line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-def test_config(tmp_path: Path, **overrides: Any) -> Config:
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
     values: dict[str, Any] = {"socket": tmp_path / "sidecar.sock", "http_port": 0}
     values.update(overrides)
     return Config(**values)

@@ -298,3 +298,30 @@ async def open_consumer(
         yield records()
     finally:
         await consumer.stop()
+
+
+async def create_topic(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create a topic (for the demo, the benchmark and tests); an existing one is kept."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        new = NewTopic(topic, partitions, replication_factor, topic_configs=config or {})
+        resp = await admin.create_topics([new])
+        for t in getattr(resp, "topic_errors", ()):
+            code = t[1]
+            if code and code != TopicAlreadyExistsError.errno:
+                raise KafkaError(f"cannot create topic {topic!r}: error code {code} {t}")
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()

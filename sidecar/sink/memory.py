@@ -44,6 +44,10 @@ class MemorySink(SinkBase):
             out.setdefault((r.task_id, r.message_id), []).append(r)
         return out
 
+    def submit(self, record: Record) -> None:
+        super().submit(record)
+        self._progress.set()
+
     async def serve(self) -> None:
         while True:
             if not self.queue or self.hold.is_set():

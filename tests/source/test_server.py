@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.sink.memory import MemorySink
 from sidecar.source.listener import SocketInUseError, claim_socket_path
-from tests.helpers import RawClient, done, open_server, start, test_config, text_delta
+from tests.helpers import RawClient, done, open_server, start, make_config, text_delta
 
 
 def _texts(sink: MemorySink, key: tuple[str, str]) -> list[str]:
@@ -26,7 +26,7 @@ def _texts(sink: MemorySink, key: tuple[str, str]) -> list[str]:
 
 async def test_stream_round_trip_in_order(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path), sink) as server:
+    async with open_server(make_config(tmp_path), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send(start("t1", "m1"))
         await c.send(*[text_delta("t1", "m1", f"{i},") for i in range(50)])
@@ -43,7 +43,7 @@ async def test_stream_round_trip_in_order(tmp_path: Path) -> None:
 
 async def test_bad_lines_get_errors_and_disturb_nothing(tmp_path: Path) -> None:
     sink = MemorySink()
-    config = test_config(tmp_path, max_frame_bytes=1024)
+    config = make_config(tmp_path, max_frame_bytes=1024)
     async with open_server(config, sink) as server:
         a = await RawClient.connect(server.config.socket)
         b = await RawClient.connect(server.config.socket)
@@ -83,7 +83,7 @@ async def test_bad_lines_get_errors_and_disturb_nothing(tmp_path: Path) -> None:
 
 async def test_acks_carry_partition_and_offset(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path, flush_interval_ms=60_000), sink) as server:
+    async with open_server(make_config(tmp_path, flush_interval_ms=60_000), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send({"type": "hello", "client": "t/1", "acks": "all"})
         await c.send(
@@ -103,7 +103,7 @@ async def test_acks_carry_partition_and_offset(tmp_path: Path) -> None:
 
 async def test_terminal_acks_only(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path), sink) as server:
+    async with open_server(make_config(tmp_path), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send({"type": "hello", "acks": "terminal"}, start("t", "m"))
         await c.send(text_delta("t", "m", "a"), done("t", "m"))
@@ -114,7 +114,7 @@ async def test_terminal_acks_only(tmp_path: Path) -> None:
 
 async def test_disconnect_ends_open_streams(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path), sink) as server:
+    async with open_server(make_config(tmp_path), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send(start("t", "m1"), text_delta("t", "m2", "hi", index=2))
         await c.send(b'{"type": "delta", "parent_task_')  # half a line, then gone
@@ -130,7 +130,7 @@ async def test_disconnect_ends_open_streams(tmp_path: Path) -> None:
 
 async def test_keep_on_disconnect_lets_another_connection_finish(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path, on_disconnect="keep"), sink) as server:
+    async with open_server(make_config(tmp_path, on_disconnect="keep"), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send(start("t", "m"), text_delta("t", "m", "a"))
         await c.aclose()
@@ -147,7 +147,7 @@ async def test_keep_on_disconnect_lets_another_connection_finish(tmp_path: Path)
 
 async def test_client_that_never_reads_cannot_stall_ingest(tmp_path: Path) -> None:
     sink = MemorySink()
-    config = test_config(tmp_path, max_reply_bytes=4096)
+    config = make_config(tmp_path, max_reply_bytes=4096)
     async with open_server(config, sink) as server:
         lazy = await RawClient.connect(server.config.socket)
         # Thousands of error replies that the client never reads.
@@ -172,7 +172,7 @@ async def test_backpressure_pauses_reading_until_kafka_catches_up(tmp_path: Path
     limit = 64 * 1024
     sink = MemorySink(max_pending_bytes=limit)
     sink.hold.set()  # Kafka "down": nothing is acknowledged
-    async with open_server(test_config(tmp_path, flush_interval_ms=0), sink) as server:
+    async with open_server(make_config(tmp_path, flush_interval_ms=0), sink) as server:
         paused = asyncio.Event()
         forward = server.sink.on_pressure
 
@@ -199,7 +199,7 @@ async def test_backpressure_pauses_reading_until_kafka_catches_up(tmp_path: Path
 
 async def test_shutdown_ends_streams_and_removes_socket(tmp_path: Path) -> None:
     sink = MemorySink()
-    async with open_server(test_config(tmp_path), sink) as server:
+    async with open_server(make_config(tmp_path), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send({"type": "hello", "acks": "all"}, start("t", "m"))
         await c.read_replies(1)
@@ -213,7 +213,7 @@ async def test_shutdown_ends_streams_and_removes_socket(tmp_path: Path) -> None:
 async def test_shutdown_deadline_with_kafka_down_exits_1(tmp_path: Path) -> None:
     sink = MemorySink()
     sink.hold.set()
-    async with open_server(test_config(tmp_path, shutdown_timeout=0.2), sink) as server:
+    async with open_server(make_config(tmp_path, shutdown_timeout=0.2), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send({"type": "hello", "acks": "terminal"}, start("t", "m"), done("t", "m"))
         await sink.wait_for(lambda s: s.pending_records == 2)
@@ -224,7 +224,7 @@ async def test_shutdown_deadline_with_kafka_down_exits_1(tmp_path: Path) -> None
 async def test_lines_after_drain_get_shutting_down(tmp_path: Path) -> None:
     sink = MemorySink()
     sink.hold.set()
-    async with open_server(test_config(tmp_path, shutdown_timeout=5), sink) as server:
+    async with open_server(make_config(tmp_path, shutdown_timeout=5), sink) as server:
         c = await RawClient.connect(server.config.socket)
         await c.send(start("t", "m"))
         await sink.wait_for(lambda s: s.pending_records == 1)
@@ -237,7 +237,7 @@ async def test_lines_after_drain_get_shutting_down(tmp_path: Path) -> None:
 
 
 async def test_socket_mode_default_0660(tmp_path: Path) -> None:
-    async with open_server(test_config(tmp_path)) as server:
+    async with open_server(make_config(tmp_path)) as server:
         mode = stat.S_IMODE(os.stat(server.config.socket).st_mode)
         assert mode == 0o660
 
@@ -248,7 +248,7 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> 
     stale.bind(str(path))
     stale.close()  # bound, never listening: what a killed process leaves
     assert path.exists()
-    async with open_server(test_config(tmp_path, socket=path)):
+    async with open_server(make_config(tmp_path, socket=path)):
         with pytest.raises(SocketInUseError, match="another process"):
             claim_socket_path(path)
     not_socket = tmp_path / "file"

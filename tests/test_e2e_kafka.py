@@ -1,0 +1,129 @@
+"""The whole sidecar against a real Kafka broker: what lands in the topic is the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
+from tests.helpers import RawClient, done, full, open_server, start, make_config, text_delta
+
+pytestmark = pytest.mark.kafka
+
+
+async def consume(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[ConsumedRecord]:
+    out: list[ConsumedRecord] = []
+    async with open_consumer(bootstrap, topic) as records:
+        async with asyncio.timeout(timeout):
+            async for rec in records:
+                out.append(rec)
+                if len(out) >= n:
+                    break
+    return out
+
+
+def check_streams(records: list[ConsumedRecord]) -> dict[tuple[str, str], list[ConsumedRecord]]:
+    """Assert PROTOCOL §5 order per stream; return the records grouped by stream."""
+    streams: dict[tuple[str, str], list[ConsumedRecord]] = defaultdict(list)
+    partition_of: dict[str, int] = {}
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert rec.key is not None
+        task = rec.key.decode()
+        # Every stream of a task on one partition.
+        assert partition_of.setdefault(task, rec.partition) == rec.partition
+        streams[(task, rec.headers["message_id"].decode())].append(rec)
+    for key, recs in streams.items():
+        kinds = [r.headers["type"].decode() for r in recs]
+        assert [int(r.headers["seq"]) for r in recs] == list(range(len(recs))), key
+        assert kinds[-1] in ("done", "full"), key
+        assert sum(k in ("done", "full") for k in kinds) == 1, key
+        assert "start" not in kinds[1:], key
+        assert "terminal_reason" in recs[-1].headers
+    return streams
+
+
+def delta_text(recs: list[ConsumedRecord]) -> str:
+    out = []
+    for r in recs:
+        if r.headers["type"] == b"delta":
+            assert r.value is not None
+            out.append(orjson.loads(r.value)["delta"]["text_delta"] or "")
+    return "".join(out)
+
+
+async def test_many_streams_ordered_exactly_once(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: Any
+) -> None:
+    topic = await new_topic(partitions=3)
+    config = make_config(tmp_path, bootstrap_servers=kafka_bootstrap, topic=topic, linger_ms=2)
+    rng = random.Random(7)
+    expected: dict[tuple[str, str], str] = {}
+    async with open_server(config) as server:
+        clients = [await RawClient.connect(config.socket) for _ in range(4)]
+        for c in clients:
+            await c.send({"type": "hello", "acks": "terminal"})
+        # 40 streams over 10 tasks, interleaved across 4 connections.
+        plans = []
+        for i in range(40):
+            task, msg = f"task-{i % 10}", f"msg-{i}"
+            words = [f"w{j}-{rng.randint(0, 99)} " for j in range(rng.randint(1, 120))]
+            expected[(task, msg)] = "".join(words)
+            plans.append((clients[i % 4], task, msg, words))
+        for c, task, msg, _ in plans:
+            await c.send(start(task, msg))
+        for step in range(120):
+            for c, task, msg, words in plans:
+                if step < len(words):
+                    await c.send(text_delta(task, msg, words[step]))
+        for c, task, msg, _ in plans:
+            await c.send(done(task, msg, index=0))
+        acks = [await c.read_replies(10, timeout=60) for c in clients]
+        assert all(a["type"] == "ack" for replies in acks for a in replies)
+        total = sum(
+            server.metrics.records_produced.labels(k)._value.get()
+            for k in ("start", "delta", "done")
+        )
+        for c in clients:
+            await c.aclose()
+    records = await consume(kafka_bootstrap, topic, int(total))
+    streams = check_streams(records)
+    assert set(streams) == set(expected)
+    for key, recs in streams.items():
+        assert recs[0].headers["type"] == b"start"
+        assert recs[-1].headers["type"] == b"done"
+        assert recs[-1].headers["terminal_reason"] == b"client"
+        assert delta_text(recs) == expected[key]
+        assert recs[0].partition == partition_for(key[0], 3)
+    # Coalescing happened: fewer records than deltas.
+    n_deltas = sum(len(words) for _, _, _, words in plans)
+    n_delta_records = sum(r.headers["type"] == b"delta" for r in records)
+    assert n_delta_records < n_deltas
+    # Acks name the terminal's real partition and offset.
+    terminal_at = {(r.partition, r.offset) for recs in streams.values() for r in recs[-1:]}
+    for replies in acks:
+        for a in replies:
+            assert (a["partition"], a["offset"]) in terminal_at
+
+
+async def test_delivery_failed_when_kafka_refuses(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: Any
+) -> None:
+    topic = await new_topic(partitions=1, config={"max.message.bytes": "2048"})
+    config = make_config(tmp_path, bootstrap_servers=kafka_bootstrap, topic=topic)
+    async with open_server(config) as server:
+        c = await RawClient.connect(config.socket)
+        await c.send({"type": "hello", "acks": "terminal"})
+        await c.send(full("t", "big", "x" * 10_000), full("t", "small", "fine"))
+        replies = await c.read_replies(2, timeout=30)
+        by_seq = {r["seq"]: r for r in replies}
+        assert by_seq[2]["type"] == "error"
+        assert by_seq[2]["code"] == "delivery_failed"
+        assert by_seq[3]["type"] == "ack"
+        assert server.metrics.delivery_failures._value.get() == 1
+        await c.aclose()
