@@ -58,9 +58,14 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def open_server(config: Config, sink: SinkBase | None = None) -> AsyncIterator[Server]:
-    """Start a server in this loop; shut it down (if the test did not) on exit."""
-    server = Server(config, sink=sink if sink is not None else MemorySink())
+async def open_server(
+    config: Config, sink: SinkBase | None = None, *, kafka: bool = False
+) -> AsyncIterator[Server]:
+    """Start a server in this loop (on the memory sink unless `kafka`); shut it down (if
+    the test did not) on exit."""
+    if sink is None and not kafka:
+        sink = MemorySink()
+    server = Server(config, sink=sink)
     await server.startup()
     try:
         yield server

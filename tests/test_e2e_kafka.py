@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
-from tests.helpers import RawClient, done, full, open_server, start, make_config, text_delta
+from tests.helpers import RawClient, done, full, make_config, open_server, start, text_delta
 
 pytestmark = pytest.mark.kafka
 
@@ -64,7 +64,7 @@ async def test_many_streams_ordered_exactly_once(
     config = make_config(tmp_path, bootstrap_servers=kafka_bootstrap, topic=topic, linger_ms=2)
     rng = random.Random(7)
     expected: dict[tuple[str, str], str] = {}
-    async with open_server(config) as server:
+    async with open_server(config, kafka=True) as server:
         clients = [await RawClient.connect(config.socket) for _ in range(4)]
         for c in clients:
             await c.send({"type": "hello", "acks": "terminal"})
@@ -116,7 +116,7 @@ async def test_delivery_failed_when_kafka_refuses(
 ) -> None:
     topic = await new_topic(partitions=1, config={"max.message.bytes": "2048"})
     config = make_config(tmp_path, bootstrap_servers=kafka_bootstrap, topic=topic)
-    async with open_server(config) as server:
+    async with open_server(config, kafka=True) as server:
         c = await RawClient.connect(config.socket)
         await c.send({"type": "hello", "acks": "terminal"})
         await c.send(full("t", "big", "x" * 10_000), full("t", "small", "fine"))

@@ -28,6 +28,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
     NotEnoughReplicasError,
     OutOfOrderSequenceNumber,
 )
@@ -46,6 +47,7 @@ _RECOVERABLE: tuple[type[BaseException], ...] = (
     NotEnoughReplicasError,
     KafkaTimeoutError,
     KafkaConnectionError,
+    asyncio.CancelledError,
 )
 _PARTITION_CACHE_MAX = 100_000
 
@@ -79,6 +81,7 @@ class KafkaSink(SinkBase):
         self._resend: list[Record] = []
         self._order: dict[int, int] = {}
         self._counter = 0
+        self._solo: set[int] = set()  # records to send in a batch of their own
         self._closing = False
 
     # -- the loop ----------------------------------------------------------------------
@@ -139,6 +142,8 @@ class KafkaSink(SinkBase):
             self._order[id(record)] = self._counter
             self._inflight[id(record)] = (record, fut)
             fut.add_done_callback(partial(self._on_done, record))
+            if id(record) in self._solo:
+                await asyncio.wait([fut])  # nothing joins its batch
 
     def _on_done(self, record: Record, fut: asyncio.Future[Any]) -> None:
         self._inflight.pop(id(record), None)
@@ -147,11 +152,21 @@ class KafkaSink(SinkBase):
         if exc is None:
             meta = fut.result()
             self._order.pop(id(record), None)
+            self._solo.discard(id(record))
             self.kafka_up = True
             self.metrics.kafka_up.set(1)
             self.delivered(record, meta.partition, meta.offset)
             return
-        recoverable = isinstance(exc, _RECOVERABLE | asyncio.CancelledError) or (
+        if isinstance(exc, MessageSizeTooLargeError) and id(record) not in self._solo:
+            # The broker refuses a whole batch for one oversized record; like the Java
+            # producer's batch split, resend each of its records alone, so only the
+            # record that is really too large fails.
+            self._solo.add(id(record))
+            self._resend.append(record)
+            self._wakeup.set()
+            return
+        self._solo.discard(id(record))
+        recoverable = isinstance(exc, _RECOVERABLE) or (
             isinstance(exc, KafkaError) and exc.retriable
         )
         if recoverable and not self._expired(record):
