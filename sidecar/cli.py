@@ -27,8 +27,8 @@ app = typer.Typer(
 EXIT_USAGE = 2
 
 
-def _opt(env: str, help: str, **kw: Any) -> Any:
-    return typer.Option(envvar=f"SIDECAR_{env}", help=help, show_default=True, **kw)
+def _opt(env: str, help: str, *decls: str) -> Any:
+    return typer.Option(*decls, envvar=f"SIDECAR_{env}", help=help, show_default=True)
 
 
 # Options shared by several commands.
@@ -60,7 +60,9 @@ def _setup_logging(level: str, fmt: str) -> None:
     else:
         f = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level.upper(), format=f, stream=sys.stderr, force=True)
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # aiokafka logs every failed reconnect at ERROR; the sink reports Kafka's state itself.
+    if level != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _config(**values: Any) -> Config:
@@ -94,9 +96,7 @@ def _mode(value: str) -> int:
 @app.command()
 def run(
     socket: SocketOpt = Path("/tmp/sidecar.sock"),
-    socket_mode: Annotated[
-        str, _opt("SOCKET_MODE", "Socket file mode, octal.", callback=None)
-    ] = "0660",
+    socket_mode: Annotated[str, _opt("SOCKET_MODE", "Socket file mode, octal.")] = "0660",
     topic: TopicOpt = "task-updates",
     bootstrap_servers: BootstrapOpt = "localhost:9092",
     flush_interval_ms: Annotated[
@@ -155,7 +155,7 @@ def run(
     log_level: Annotated[str, _opt("LOG_LEVEL", "debug, info, warning or error.")] = "info",
     log_format: Annotated[str, _opt("LOG_FORMAT", "text or json.")] = "text",
     use_uvloop: Annotated[
-        bool, _opt("UVLOOP", "Run on uvloop when installed.", param_decls=["--uvloop/--no-uvloop"])
+        bool, _opt("UVLOOP", "Run on uvloop when installed.", "--uvloop/--no-uvloop")
     ] = True,
 ) -> None:
     """Serve: agentex updates in on the Unix socket, coalesced records out to Kafka."""

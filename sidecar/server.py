@@ -72,6 +72,7 @@ class Server:
         self.hub = Hub(cfg, self.metrics, self.table)
         sink.on_pressure = self.hub.set_paused
         self.metrics.streams_open.set_function(lambda: self.table.open_count)
+        self.metrics.kafka_up.set_function(lambda: float(sink.kafka_reachable))
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._listener = await open_unix_listener(
             cfg.socket, cfg.socket_mode, lambda: Connection(self.hub)
@@ -150,7 +151,7 @@ class Server:
     def readiness(self) -> tuple[bool, dict[str, object]]:
         accepting = self._listener is not None and self._listener.is_serving()
         draining = self.hub.draining if self.started.is_set() else False
-        kafka_up = self.sink.kafka_up
+        kafka_up = self.sink.kafka_reachable
         ready = accepting and not draining and (kafka_up or not self.config.require_kafka)
         body: dict[str, object] = {
             "ready": ready,

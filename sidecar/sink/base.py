@@ -49,6 +49,18 @@ class SinkBase:
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
         self.last_error: str | None = None
+        self.stall_after = 5.0  # seconds without an ack, with records waiting: unreachable
+
+    @property
+    def kafka_reachable(self) -> bool:
+        """False after a failed contact, or while the oldest pending record has waited
+        past `stall_after` (aiokafka retries an outage silently, so silence is the sign)."""
+        if not self.kafka_up:
+            return False
+        if not self._submitted_at:
+            return True
+        oldest = next(iter(self._submitted_at.values()))
+        return self.clock() - oldest < self.stall_after
 
     async def serve(self) -> None:
         """Deliver submitted records until cancelled."""

@@ -33,6 +33,7 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
 )
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
 
 from sidecar.config import Config
 from sidecar.metrics import Metrics
@@ -284,10 +285,45 @@ class ConsumedRecord:
     headers: dict[str, bytes]
 
 
+class TopicReader:
+    """Records of one topic, read without a consumer group."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self._consumer = consumer
+        self.topic = topic
+
+    async def end_offsets(self) -> dict[int, int]:
+        """The offset after each partition's last record, as of now."""
+        parts = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        ends = await self._consumer.end_offsets(tps)
+        return {tp.partition: int(off) for tp, off in ends.items()}
+
+    async def position(self, partition: int) -> int:
+        return int(await self._consumer.position(TopicPartition(self.topic, partition)))
+
+    async def records(self, timeout_ms: int = 500) -> AsyncIterator[ConsumedRecord]:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+            for msgs in batches.values():
+                for msg in msgs:
+                    yield ConsumedRecord(
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        timestamp_ms=msg.timestamp,
+                        key=msg.key,
+                        value=msg.value,
+                        headers=dict(msg.headers or ()),
+                    )
+
+    def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
+        return self.records()
+
+
 @contextlib.asynccontextmanager
 async def open_consumer(
     bootstrap_servers: str, topic: str, *, from_beginning: bool = True
-) -> AsyncIterator[AsyncIterator[ConsumedRecord]]:
+) -> AsyncIterator[TopicReader]:
     """Consume a topic without a group (for `sidecar tail`, the benchmark and tests)."""
     consumer = AIOKafkaConsumer(
         topic,
@@ -295,22 +331,11 @@ async def open_consumer(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
-
-    async def records() -> AsyncIterator[ConsumedRecord]:
-        async for msg in consumer:
-            yield ConsumedRecord(
-                partition=msg.partition,
-                offset=msg.offset,
-                timestamp_ms=msg.timestamp,
-                key=msg.key,
-                value=msg.value,
-                headers=dict(msg.headers or ()),
-            )
-
     try:
-        yield records()
+        yield TopicReader(consumer, topic)
     finally:
         await consumer.stop()
 

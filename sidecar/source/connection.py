@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
 from sidecar.protocol import (
@@ -40,8 +40,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but provide its API.
+        self.transport = cast(asyncio.Transport, transport)
         self.hub.register(self)
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,179 @@
+"""Lifecycle against real Kafka: broker outages, bounded memory, SIGTERM in a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sidecar.sink.kafka import create_topic
+from sidecar.testbed.kraft import KRaftCluster
+from tests.helpers import RawClient, done, full, line, make_config, open_server, start, text_delta
+from tests.test_e2e_kafka import check_streams, consume, delta_text
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[KRaftCluster]:
+    """A broker of this module's own, always local: these tests stop and restart it."""
+    cluster = KRaftCluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.mark.timeout(240)
+async def test_outage_loses_duplicates_and_reorders_nothing(
+    tmp_path: Path, own_broker: KRaftCluster
+) -> None:
+    bs = own_broker.bootstrap_servers
+    topic = "outage"
+    await create_topic(bs, topic, partitions=3)
+    config = make_config(tmp_path, bootstrap_servers=bs, topic=topic, request_timeout_ms=5000)
+    streams = [(f"task-{i % 4}", f"m{i}") for i in range(12)]
+    expected = dict.fromkeys(streams, "")
+    async with open_server(config, kafka=True) as server:
+        c = await RawClient.connect(config.socket)
+        await c.send({"type": "hello", "acks": "terminal"})
+        await c.send(*(start(t, m) for t, m in streams))
+
+        async def burst(tag: str, n: int) -> None:
+            for j in range(n):
+                for t, m in streams:
+                    piece = f"{tag}{j} "
+                    expected[(t, m)] += piece
+                    await c.send(text_delta(t, m, piece))
+                await asyncio.sleep(0.01)  # spread over several coalescing windows
+
+        await burst("a", 20)
+        await asyncio.to_thread(own_broker.stop)
+        await burst("b", 20)  # accepted and held while Kafka is away
+        assert server.sink.pending_records > 0  # held, not lost, while Kafka is away
+        await asyncio.to_thread(own_broker.start)
+        await burst("c", 20)
+        await c.send(*(done(t, m) for t, m in streams))
+        replies = await c.read_replies(len(streams), timeout=120)
+        assert {r["type"] for r in replies} == {"ack"}
+        produced = int(
+            sum(
+                server.metrics.records_produced.labels(k)._value.get()
+                for k in ("start", "delta", "done")
+            )
+        )
+        await c.aclose()
+    records = await consume(bs, topic, produced)
+    got = check_streams(records)
+    assert set(got) == set(streams)
+    for key, recs in got.items():
+        assert delta_text(recs) == expected[key], key
+    # No duplicates: every (partition, offset) once, and as many records as acked.
+    assert len({(r.partition, r.offset) for r in records}) == len(records) == produced
+
+
+@pytest.mark.timeout(240)
+async def test_memory_bounded_and_backpressure_while_kafka_is_down(
+    tmp_path: Path, own_broker: KRaftCluster
+) -> None:
+    bs = own_broker.bootstrap_servers
+    topic = "bounded"
+    await create_topic(bs, topic, partitions=3)
+    limit = 256 * 1024
+    config = make_config(
+        tmp_path, bootstrap_servers=bs, topic=topic, max_pending_bytes=limit, flush_interval_ms=0
+    )
+    n = 2000  # ~4 MB of deltas, 16x the limit
+    async with open_server(config, kafka=True) as server:
+        c = await RawClient.connect(config.socket)
+        await c.send(start("t", "m"))
+        await asyncio.to_thread(own_broker.stop)
+        payload = b"".join(line(text_delta("t", "m", f"{i:05d}" + "x" * 2000)) for i in range(n))
+        paused = asyncio.Event()
+        forward = server.sink.on_pressure
+
+        def on_pressure(p: bool) -> None:
+            forward(p)
+            if p:
+                paused.set()
+
+        server.sink.on_pressure = on_pressure
+        writer = asyncio.create_task(c.send(payload, done("t", "m")))
+        await asyncio.wait_for(paused.wait(), 60)
+        assert not server.sink.kafka_reachable
+        await asyncio.sleep(0.5)  # give a broken bound the chance to show itself
+        assert server.sink.pending_bytes < limit + 512 * 1024
+        assert not writer.done()  # the agent feels the backpressure
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.wait_for(writer, 120)
+        await asyncio.wait_for(server.sink.flush(), 120)
+        assert not server.hub.paused
+        await c.aclose()
+    records = await consume(bs, topic, n + 2)
+    (recs,) = check_streams(records).values()
+    assert len(recs) == n + 2
+    texts = [
+        orjson.loads(r.value or b"{}").get("delta", {}).get("text_delta", "")[:5]
+        for r in recs[1:-1]
+    ]
+    assert texts == [f"{i:05d}" for i in range(n)]
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_drains_ends_streams_and_exits_0(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: object
+) -> None:
+    topic = "sigterm-" + os.urandom(4).hex()
+    await create_topic(kafka_bootstrap, topic, partitions=2)
+    sock = tmp_path / "s.sock"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sidecar",
+        "run",
+        "--socket",
+        str(sock),
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--http-port",
+        "0",
+        "--shutdown-timeout",
+        "20",
+        "--flush-interval-ms",
+        "60000",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        while not sock.exists():
+            assert proc.returncode is None
+            await asyncio.sleep(0.05)
+        c = await RawClient.connect(sock)
+        await c.send({"type": "hello", "acks": "all"}, start("t1", "open"), start("t2", "closed"))
+        await c.send(text_delta("t1", "open", "first "), text_delta("t1", "open", "pending"))
+        await c.send(full("t2", "closed", "all of it"))
+        await c.read_replies(4, timeout=30)  # hello aside, everything but the pending delta
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+        assert code == 0, err
+        assert not sock.exists()
+        await c.aclose()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    records = await consume(kafka_bootstrap, topic, 6)
+    got = check_streams(records)
+    opened = got[("t1", "open")]
+    assert [r.headers["type"] for r in opened] == [b"start", b"delta", b"delta", b"done"]
+    assert opened[-1].headers["terminal_reason"] == b"shutdown"
+    assert delta_text(opened) == "first pending"
+    assert got[("t2", "closed")][-1].headers["terminal_reason"] == b"client"
