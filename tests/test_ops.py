@@ -1,0 +1,97 @@
+"""The operations endpoint (PROTOCOL §8): /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sidecar.sink.memory import MemorySink
+from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
+
+
+async def get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_metrics_health_and_readiness(tmp_path: Path) -> None:
+    sink = MemorySink()
+    config = make_config(tmp_path, http_host="127.0.0.1", http_port=free_port())
+    async with open_server(config, sink) as server:
+        assert server.http_port is not None
+        port = server.http_port
+        assert (await get(port, "/healthz"))[0] == 200
+        status, body = await get(port, "/readyz")
+        assert status == 200
+        ready = orjson.loads(body)
+        assert ready["ready"] is True
+        assert ready["kafka"]["reachable"] is True
+        c = await RawClient.connect(config.socket)
+        await c.send({"type": "hello", "acks": "terminal"}, start("t", "m"))
+        await c.send(*(text_delta("t", "m", "x") for _ in range(5)), b"junk\n", done("t", "m"))
+        await c.read_replies(2)
+        status, body = await get(port, "/metrics")
+        assert status == 200
+        text = body.decode()
+        for needle in [
+            'sidecar_frames_received_total{type="delta"} 5.0',
+            'sidecar_frames_received_total{type="invalid"} 1.0',
+            'sidecar_errors_total{code="invalid_json"} 1.0',
+            'sidecar_records_produced_total{type="done"} 1.0',
+            "sidecar_deltas_per_record_count",
+            "sidecar_open_streams 0.0",
+            "sidecar_pending_bytes 0.0",
+            "sidecar_first_delta_latency_seconds_count 1.0",
+            "sidecar_kafka_delivery_latency_seconds_count",
+            "sidecar_replies_dropped_total 0.0",
+            'sidecar_streams_ended_total{reason="client"} 1.0',
+        ]:
+            assert needle in text, needle
+        assert (await get(port, "/nope"))[0] == 404
+        # Draining: not ready any more.
+        sink.hold.set()
+        await c.send(start("t", "m2"))
+        stopping = asyncio.create_task(server.shutdown())
+        await asyncio.sleep(0)
+        status, body = await get(port, "/readyz")
+        assert status == 503
+        assert orjson.loads(body)["draining"] is True
+        sink.release()
+        assert await stopping == 0
+
+
+@pytest.mark.parametrize("require", [False, True])
+async def test_kafka_outage_fails_readiness_only_when_required(
+    tmp_path: Path, require: bool
+) -> None:
+    sink = MemorySink()
+    sink.kafka_up = False
+    sink.last_error = "cannot reach Kafka"
+    config = make_config(
+        tmp_path, http_host="127.0.0.1", http_port=free_port(), require_kafka=require
+    )
+    async with open_server(config, sink) as server:
+        assert server.http_port is not None
+        status, body = await get(server.http_port, "/readyz")
+        assert status == (503 if require else 200)
+        assert orjson.loads(body)["kafka"] == {
+            "reachable": False,
+            "last_error": "cannot reach Kafka",
+            "required": require,
+        }
