@@ -1,25 +1,22 @@
-"""Session fixtures: one real Kafka broker for the whole run (never skipped: no broker
-fails the run), and fresh topics per test."""
+"""Session fixtures: one real Kafka broker for the whole run, chosen by `sidecar.testbed`
+(never skipped: no broker fails the tests that need one), and fresh topics per test."""
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 
 import pytest
 
-from sidecar.sink.kafka import create_topic
-from sidecar.testbed import Broker, obtain_broker
+from sidecar.testbed import Broker, BrokerUnavailable, create_topic, obtain_broker
 
 NewTopic = Callable[..., Awaitable[str]]
-_topic_ids = itertools.count()
+_brokers: list[Broker] = []
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[Broker]:
-    # Raises BrokerUnavailable (an error, not a skip) when no broker can be had.
-    broker = obtain_broker()
+    broker = obtain_broker()  # raises BrokerUnavailable (an error, not a skip)
+    _brokers.append(broker)
     try:
         yield broker
     finally:
@@ -33,11 +30,38 @@ def kafka_bootstrap(kafka_broker: Broker) -> str:
 
 @pytest.fixture
 def new_topic(kafka_bootstrap: str) -> NewTopic:
+    """`await new_topic(partitions=3, *, config=None, replication_factor=1, bootstrap=None)`:
+    a uniquely named topic, every partition led, on the session broker (or `bootstrap`)."""
+
     async def make(
-        partitions: int = 3, *, config: dict[str, str] | None = None, bootstrap: str | None = None
+        partitions: int = 3,
+        *,
+        config: dict[str, str] | None = None,
+        replication_factor: int = 1,
+        bootstrap: str | None = None,
     ) -> str:
-        name = f"t-{os.getpid()}-{next(_topic_ids)}"
-        await create_topic(bootstrap or kafka_bootstrap, name, partitions=partitions, config=config)
-        return name
+        return await create_topic(
+            bootstrap or kafka_bootstrap,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            config=config,
+        )
 
     return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(BrokerUnavailable):
+        kafka = " (marked kafka)" if item.get_closest_marker("kafka") else ""
+        report.longrepr = f"{item.nodeid}{kafka} needs a Kafka broker: {call.excinfo.value}"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for broker in _brokers:
+        took = f", started in {broker.startup_seconds:.1f}s" if broker.startup_seconds else ""
+        terminalreporter.write_line(f"Kafka test bed: {broker.describe()}{took}")

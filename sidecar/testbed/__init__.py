@@ -1,6 +1,26 @@
-"""The real-Kafka test bed: brokers for the tests, the demo and the benchmark."""
+"""The real-Kafka test bed: brokers for the tests, the demo and the benchmark.
 
+`open_broker()` / `obtain_broker()` pick a broker (KAFKA_BOOTSTRAP_SERVERS, then Docker via
+testcontainers, then a local KRaft broker from Kafka's jars); `KRaftCluster(3)` is a local
+3-node cluster whose nodes can be killed and restarted; `create_topic()` makes fresh topics.
+"""
+
+from sidecar.testbed.base import Broker, BrokerError, BrokerUnavailable, NotSupported
+from sidecar.testbed.jars import KAFKA_VERSION
 from sidecar.testbed.kraft import KRaftCluster
-from sidecar.testbed.provider import Broker, BrokerUnavailable, obtain_broker, open_broker
+from sidecar.testbed.provider import ExternalBroker, obtain_broker, open_broker
+from sidecar.testbed.topics import create_topic, unique_topic_name
 
-__all__ = ["Broker", "BrokerUnavailable", "KRaftCluster", "obtain_broker", "open_broker"]
+__all__ = [
+    "KAFKA_VERSION",
+    "Broker",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ExternalBroker",
+    "KRaftCluster",
+    "NotSupported",
+    "create_topic",
+    "obtain_broker",
+    "open_broker",
+    "unique_topic_name",
+]

@@ -102,4 +102,4 @@ def wait_serving(
         if time.monotonic() >= deadline:
             raise BrokerError(f"{what} at {address} not serving after {timeout:.0f}s")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, 0.25)

@@ -119,9 +119,12 @@ class Node:
         with open(self.dir / "stdout.log", "ab") as out:  # the JVM keeps its own handle
             # A session of its own: a Ctrl-C reaches Python, which then stops it in order.
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         (self.dir / "jvm.pid").write_text(str(self.proc.pid))
 
     def signal(self, sig: signal.Signals) -> None:
@@ -244,7 +247,7 @@ class KRaftCluster(Broker):
     def close(self) -> None:
         """Stop every node and remove all data. Safe to call more than once."""
         try:
-            self._stop(getattr(self, "nodes", []), min(self.stop_timeout, 10.0))
+            self._stop(getattr(self, "nodes", []), min(self.stop_timeout, 5.0))
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
             _live.discard(self)

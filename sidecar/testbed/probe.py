@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 _METADATA = 3
-_VERSION = 4  # Kafka 4.x removed v0-v3; v4 is the oldest it still serves
+_VERSION = 4  # the layout parsed below; served by Kafka 2.x to 4.x
 _correlation = itertools.count(1)
 
 

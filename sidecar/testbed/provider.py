@@ -1,150 +1,119 @@
-"""Which broker a test run or the demo gets, in order:
+"""Which Kafka broker a test run, the demo or the benchmark gets, tried in order:
 
-1. `KAFKA_BOOTSTRAP_SERVERS` names one: use it.
-2. A Docker engine answers: testcontainers' Kafka module (KRaft).
-3. Otherwise: a single-node KRaft broker from Apache Kafka's own jars (Java + Maven).
+1. `KAFKA_BOOTSTRAP_SERVERS` names one: use it (it cannot be stopped or started from here).
+2. A Docker engine answers: testcontainers' Kafka module, in KRaft mode.
+3. Otherwise: a single-node KRaft broker run from Apache Kafka's own jars (Java + Maven).
 
-None working raises BrokerUnavailable naming what was tried and why each failed.
+When none works, BrokerUnavailable names what was tried and why each failed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import sys
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
 
-from sidecar.testbed.kraft import KRaftCluster
+from sidecar.testbed.base import Broker, BrokerUnavailable, NotSupported, say
+from sidecar.testbed.probe import broker_ids
 
-log = logging.getLogger("sidecar.testbed")
-
-
-class BrokerUnavailable(RuntimeError):
-    pass
+ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 
 
-class Broker(Protocol):
-    bootstrap_servers: str
-    kind: str
+class ExternalBroker(Broker):
+    """A broker named by KAFKA_BOOTSTRAP_SERVERS: used as it is, never stopped or removed."""
 
-    def stop(self) -> None: ...
-
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ExternalBroker:
     kind = "external"
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, *, timeout: float = 30.0) -> None:
         self.bootstrap_servers = bootstrap_servers
+        addresses = [a.strip() for a in bootstrap_servers.split(",") if a.strip()]
+        if not addresses:
+            raise BrokerUnavailable(f"{ENV_BOOTSTRAP}={bootstrap_servers!r} names no broker")
+        deadline = time.monotonic() + timeout
+        while not any(broker_ids(a) for a in addresses):
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"{ENV_BOOTSTRAP}={bootstrap_servers}: no broker there answered a Kafka "
+                    f"Metadata request within {timeout:.0f}s"
+                )
+            time.sleep(0.5)
+
+    def describe(self) -> str:
+        return f"Kafka at {self.bootstrap_servers} (from {ENV_BOOTSTRAP})"
 
     def stop(self) -> None:
-        raise BrokerUnavailable("cannot stop an external broker (KAFKA_BOOTSTRAP_SERVERS)")
+        raise NotSupported(
+            f"the broker named by {ENV_BOOTSTRAP} cannot be stopped by the test bed; "
+            "use obtain_broker(own=True) for a broker of your own"
+        )
 
     def start(self) -> None:
-        raise BrokerUnavailable("cannot start an external broker (KAFKA_BOOTSTRAP_SERVERS)")
+        raise NotSupported(
+            f"the broker named by {ENV_BOOTSTRAP} cannot be started by the test bed; "
+            "use obtain_broker(own=True) for a broker of your own"
+        )
 
     def close(self) -> None:
-        pass
+        pass  # not ours
 
 
-class LocalBroker:
-    """A single KRaft node from Kafka's jars; stop() and start() keep port and data."""
-
-    kind = "local-kraft"
-
-    def __init__(self) -> None:
-        self.cluster = KRaftCluster(1)
-        self.cluster.start()
-        self.bootstrap_servers = self.cluster.bootstrap_servers
-
-    def stop(self) -> None:
-        self.cluster.stop()
-
-    def start(self) -> None:
-        self.cluster.restart(1)
-
-    def close(self) -> None:
-        self.cluster.close()
-
-
-class ContainerBroker:
-    kind = "testcontainers"
-
-    def __init__(self) -> None:
-        try:
-            from testcontainers.kafka import KafkaContainer
-        except ImportError:  # testcontainers >= 4.15 moved it
-            from testcontainers.community.kafka import KafkaContainer
-        self.container: Any = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft()
-        self.container.start()
-        self.bootstrap_servers: str = self.container.get_bootstrap_server()
-
-    def stop(self) -> None:
-        self.container.get_wrapped_container().stop()
-
-    def start(self) -> None:
-        self.container.get_wrapped_container().start()
-
-    def close(self) -> None:
-        self.container.stop()
-
-
-def _docker_answers() -> str | None:
-    """None if a Docker engine answers, else why not."""
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-    except Exception as exc:  # any failure means: no usable engine
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def obtain_broker() -> Broker:
+def obtain_broker(*, own: bool = False) -> Broker:
+    """A running broker, by the order above. `own=True` skips KAFKA_BOOTSTRAP_SERVERS: the
+    caller needs a broker it may stop and start. The caller closes it (or `open_broker`)."""
     tried: list[str] = []
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        return ExternalBroker(external)
-    tried.append("KAFKA_BOOTSTRAP_SERVERS: not set")
     started = time.monotonic()
-    why_not = _docker_answers()
-    if why_not is None:
+    external = os.environ.get(ENV_BOOTSTRAP, "").strip()
+    if external and not own:
         try:
-            broker: Broker = ContainerBroker()
-            _announce(broker, started)
-            return broker
-        except Exception as exc:  # fall through to the local broker
-            tried.append(f"testcontainers: {exc!r}")
-    else:
-        tried.append(f"Docker engine: {why_not}")
+            broker: Broker = ExternalBroker(external)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"no Kafka broker could be had: {exc}") from exc
+        return _chosen(broker, started, tried)
+    why = "ignored, a broker of our own is needed" if external else "not set"
+    tried.append(f"{ENV_BOOTSTRAP}: {why}")
     try:
-        broker = LocalBroker()
-        _announce(broker, started)
-        return broker
+        from sidecar.testbed.container import ContainerBroker
+
+        broker = ContainerBroker()
+        return _chosen(broker, started, tried)
+    except ImportError as exc:
+        tried.append(f"Docker: testcontainers is not installed ({exc})")
+    except Exception as exc:  # no engine (DockerException at once), or the container failed
+        tried.append(f"Docker (testcontainers): {type(exc).__name__}: {_short(exc)}")
+    try:
+        from sidecar.testbed.kraft import KRaftCluster
+
+        broker = KRaftCluster(1)
+        return _chosen(broker, started, tried)
     except Exception as exc:
-        tried.append(f"local KRaft broker from Kafka's jars: {exc}")
-    raise BrokerUnavailable("no Kafka broker could be had:\n  - " + "\n  - ".join(tried))
-
-
-def _announce(broker: Broker, started: float) -> None:
-    took = time.monotonic() - started
-    print(
-        f"[testbed] Kafka ({broker.kind}) at {broker.bootstrap_servers}, started in {took:.1f}s",
-        file=sys.stderr,
-        flush=True,
+        tried.append(f"local KRaft broker from Kafka's jars: {type(exc).__name__}: {exc}")
+    raise BrokerUnavailable(
+        "no Kafka broker could be had. Tried, in order:\n  - "
+        + "\n  - ".join(tried)
+        + f"\nSet {ENV_BOOTSTRAP}=host:port to use a running broker, or install Java 17+ and "
+        "Maven (the local broker), or run a Docker engine."
     )
 
 
 @contextlib.contextmanager
-def open_broker() -> Iterator[Broker]:
-    broker = obtain_broker()
+def open_broker(*, own: bool = False) -> Iterator[Broker]:
+    """`obtain_broker()` as a context manager: the broker is closed (stopped, its data
+    removed) at the end, unless it is an external one."""
+    broker = obtain_broker(own=own)
     try:
         yield broker
     finally:
         broker.close()
+
+
+def _chosen(broker: Broker, started: float, tried: list[str]) -> Broker:
+    took = time.monotonic() - started
+    skipped = f" (skipped: {'; '.join(tried)})" if tried else ""
+    say(f"using {broker.describe()}, ready in {took:.1f}s{skipped}")
+    return broker
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
