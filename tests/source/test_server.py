@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.sink.memory import MemorySink
 from sidecar.source.listener import SocketInUseError, claim_socket_path
-from tests.helpers import RawClient, done, open_server, start, make_config, text_delta
+from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
 
 
 def _texts(sink: MemorySink, key: tuple[str, str]) -> list[str]:
