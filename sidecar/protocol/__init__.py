@@ -1,8 +1,20 @@
-"""The wire protocol, sans-IO: framing, frame decoding, replies (PROTOCOL §2-3)."""
+"""The wire protocol, sans-IO: framing, frame decoding, replies (PROTOCOL §2-3).
 
-from sidecar.protocol.frames import DELTA_TYPES, FrameError, decode_frame
-from sidecar.protocol.framing import Line, LineFramer, Oversize
+Plain synchronous code with no I/O, shared by the server, the client library and the
+fuzzer: bytes go in, events and reply bytes come out.
+"""
+
+from sidecar.protocol.frames import (
+    ACK_MODES,
+    DELTA_TYPES,
+    UPDATE_KINDS,
+    DeltaSpec,
+    FrameError,
+    decode_frame,
+)
+from sidecar.protocol.framing import Event, Line, LineFramer, Oversize
 from sidecar.protocol.replies import (
+    ERROR_CODES,
     ErrorCode,
     decode_reply,
     encode_ack,
@@ -11,8 +23,13 @@ from sidecar.protocol.replies import (
 )
 
 __all__ = [
+    "ACK_MODES",
     "DELTA_TYPES",
+    "ERROR_CODES",
+    "UPDATE_KINDS",
+    "DeltaSpec",
     "ErrorCode",
+    "Event",
     "FrameError",
     "Line",
     "LineFramer",

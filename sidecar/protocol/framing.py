@@ -1,8 +1,17 @@
-"""Newline framing for the socket, sans-IO: bytes in, numbered lines out.
+"""Newline framing for the socket, sans-IO: bytes in, numbered lines out (PROTOCOL §2).
 
-Every line gets a sequence number counting from 1, whatever it holds. A line longer than
-`max_frame_bytes` is reported once and then skipped up to its newline without being held
-in memory, so one bad writer cannot make the sidecar buffer megabytes.
+Every line gets a sequence number counting from 1, whatever it holds, including an
+empty line (it will fail to decode as `invalid_json`). A line longer than
+`max_frame_bytes` (not counting its newline) is reported once, as `Oversize`, as soon as
+the limit is passed, and its remaining bytes are skipped up to the newline without being
+held: one bad writer cannot make the sidecar buffer megabytes. Only the incomplete tail
+of the current line is buffered, and never more than `max_frame_bytes` of it.
+
+A trailing `\\r` is left in the line: JSON allows it as trailing whitespace, so a CRLF
+client still decodes, and the framer never has to guess what a byte means.
+
+Feeding the same bytes in any chunking yields the same events, except for
+`Oversize.size_so_far`, which is how much of the line had been seen when it was reported.
 """
 
 from __future__ import annotations
@@ -19,71 +28,89 @@ class Line:
 @dataclass(frozen=True, slots=True)
 class Oversize:
     seq: int
+    # Bytes of the line seen when the limit was passed: a lower bound on its length.
+    size_so_far: int
 
 
 Event = Line | Oversize
 
 
 class LineFramer:
+    """Splits a byte stream into numbered lines.
+
+    `feed` returns the events completed by a chunk; `close` ends the input and discards a
+    partial line (a half line at disconnect is never handed on as a frame).
+    """
+
+    __slots__ = ("_buf", "_skipping", "max_frame_bytes", "seq")
+
     def __init__(self, max_frame_bytes: int) -> None:
+        if max_frame_bytes < 1:
+            raise ValueError(f"max_frame_bytes must be at least 1, got {max_frame_bytes}")
         self.max_frame_bytes = max_frame_bytes
         self.seq = 0  # the last sequence number handed out
         self._buf = bytearray()  # the incomplete tail of the current line
         self._skipping = False  # inside an over-long line, dropping bytes to its newline
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the incomplete line (at most `max_frame_bytes`)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
-        start = 0
-        end = len(data)
-        if self._skipping:
+        limit = self.max_frame_bytes
+        if self._skipping or self._buf:
             nl = data.find(b"\n")
             if nl < 0:
+                if not self._skipping:
+                    self._hold(data, events)
                 return events
-            self._skipping = False
-            start = nl + 1
-        if self._buf:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                self._append_tail(data, start, end, events)
-                return events
-            self._buf += data[start:nl]
-            self._emit(bytes(self._buf), events)
-            self._buf.clear()
-            start = nl + 1
-        # The hot path: whole lines inside this chunk, found with bytes.find.
-        while start < end:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                self._append_tail(data, start, end, events)
-                break
-            self._emit(data[start:nl], events)
-            start = nl + 1
+            if self._skipping:
+                self._skipping = False
+            else:
+                self.seq += 1
+                size = len(self._buf) + nl
+                if size > limit:
+                    events.append(Oversize(self.seq, size))
+                else:
+                    events.append(Line(self.seq, b"".join((self._buf, data[:nl]))))
+                self._buf.clear()
+            # Rare (once per chunk at most): copy the rest so the hot path below can split.
+            data = data[nl + 1 :]
+        # The hot path: one C-level split for all the whole lines of the chunk.
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        seq = self.seq
+        for part in parts:
+            seq += 1
+            if len(part) <= limit:
+                events.append(Line(seq, part))
+            else:
+                events.append(Oversize(seq, len(part)))
+        self.seq = seq
+        if tail:
+            self._hold(tail, events)
         return events
 
     def close(self) -> bool:
-        """End of input: drop a partial line; True if there was one."""
+        """End of input: drop a partial line; True if there was one.
+
+        An over-long line cut short by the end of input counts as partial too (it was
+        already reported as `Oversize`). The framer is reset; numbering carries on.
+        """
         partial = bool(self._buf) or self._skipping
         self._buf.clear()
         self._skipping = False
         return partial
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def _emit(self, line: bytes, events: list[Event]) -> None:
-        self.seq += 1
-        if len(line) > self.max_frame_bytes:
-            events.append(Oversize(self.seq))
-        else:
-            events.append(Line(self.seq, line))
-
-    def _append_tail(self, data: bytes, start: int, end: int, events: list[Event]) -> None:
-        if len(self._buf) + (end - start) > self.max_frame_bytes:
-            # Already too long before its newline: report it now, hold nothing more.
+    def _hold(self, tail: bytes, events: list[Event]) -> None:
+        """Buffer the start of an unfinished line, or report it if it is too long already."""
+        size = len(self._buf) + len(tail)
+        if size > self.max_frame_bytes:
             self.seq += 1
-            events.append(Oversize(self.seq))
+            events.append(Oversize(self.seq, size))
             self._buf.clear()
             self._skipping = True
         else:
-            self._buf += data[start:end]
+            self._buf += tail

@@ -302,19 +302,27 @@ class TopicReader:
     async def position(self, partition: int) -> int:
         return int(await self._consumer.position(TopicPartition(self.topic, partition)))
 
+    async def poll(self, timeout_ms: int = 500, max_records: int = 10_000) -> list[ConsumedRecord]:
+        """One fetch: what arrives within `timeout_ms`, maybe nothing; each partition's
+        records in offset order. Between polls, `position()` tells how far each got."""
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            ConsumedRecord(
+                partition=msg.partition,
+                offset=msg.offset,
+                timestamp_ms=msg.timestamp,
+                key=msg.key,
+                value=msg.value,
+                headers=dict(msg.headers or ()),
+            )
+            for msgs in batches.values()
+            for msg in msgs
+        ]
+
     async def records(self, timeout_ms: int = 500) -> AsyncIterator[ConsumedRecord]:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
-            for msgs in batches.values():
-                for msg in msgs:
-                    yield ConsumedRecord(
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        timestamp_ms=msg.timestamp,
-                        key=msg.key,
-                        value=msg.value,
-                        headers=dict(msg.headers or ()),
-                    )
+            for rec in await self.poll(timeout_ms):
+                yield rec
 
     def __aiter__(self) -> AsyncIterator[ConsumedRecord]:
         return self.records()

@@ -36,6 +36,10 @@ class Connection(asyncio.Protocol):
         self.client: str | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.eof = False
+        # Lines whose ack (or delivery_failed) is still owed: after the client half-closes,
+        # the connection stays open for writing until they are all answered.
+        self.awaiting: set[int] = set()
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -58,7 +62,13 @@ class Connection(asyncio.Protocol):
                 self._handle_line(event.seq, event.data)
 
     def eof_received(self) -> bool:
-        return False  # close our side too: the client has finished sending
+        # The client has finished sending: its streams end now, as on a disconnect, but
+        # the replies it is still owed are delivered before our side closes.
+        self.eof = True
+        if self.framer.close():
+            log.info("discarded a partial line at end of input (client %s)", self.client)
+        self.hub.end_streams_of(self)
+        return bool(self.awaiting)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -94,15 +104,25 @@ class Connection(asyncio.Protocol):
             hub.table.handle(frame, self, ack)
         except StreamRejected as exc:
             self.send_error(seq, exc.code, exc.message)
+            return
+        if ack is not None:
+            self.awaiting.add(seq)
 
     # -- replies (model.ReplyTarget) -----------------------------------------------------
 
     def send_ack(self, seq: int, partition: int, offset: int) -> None:
         self._reply(encode_ack(seq, partition, offset))
+        self._answered(seq)
 
     def send_error(self, seq: int, code: str, message: str) -> None:
         self.hub.metrics.errors.labels(code).inc()
         self._reply(encode_error(seq, code, message))
+        self._answered(seq)
+
+    def _answered(self, seq: int) -> None:
+        self.awaiting.discard(seq)
+        if self.eof and not self.awaiting:
+            self.close()
 
     def _reply(self, line: bytes) -> None:
         t = self.transport

@@ -31,6 +31,10 @@ class Hub:
     def unregister(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.metrics.connections.set(len(self.connections))
+        self.end_streams_of(conn)
+
+    def end_streams_of(self, conn: Connection) -> None:
+        """A client that disconnected (or half-closed) ends its open streams (§6)."""
         if self.config.on_disconnect == "end":
             self.table.end_owned_by(conn, "disconnect")
 

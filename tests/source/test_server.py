@@ -193,7 +193,7 @@ async def test_backpressure_pauses_reading_until_kafka_catches_up(tmp_path: Path
         sink.release()
         await c.writer.drain()
         await sink.wait_for(lambda s: len(s.records) == n, timeout=30)
-        assert not server.hub.paused
+        assert not sink.paused  # reading resumed (the hub follows the sink)
         await c.aclose()
 
 
@@ -255,3 +255,21 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> 
     not_socket.write_text("x")
     with pytest.raises(SocketInUseError, match="not a socket"):
         claim_socket_path(not_socket)
+
+
+async def test_half_close_still_gets_every_owed_ack(tmp_path: Path) -> None:
+    sink = MemorySink()
+    sink.hold.set()  # acks cannot come before the client has finished writing
+    async with open_server(make_config(tmp_path), sink) as server:
+        c = await RawClient.connect(server.config.socket)
+        await c.send({"type": "hello", "acks": "terminal"}, start("t", "a"), done("t", "a"))
+        await c.send(start("t", "open"))
+        c.writer.write_eof()
+        await sink.wait_for(lambda s: s.pending_records == 4)  # incl. the synthesized done
+        sink.release()
+        (ack,) = await c.read_replies(1)
+        assert ack["type"] == "ack"
+        assert ack["seq"] == 3
+        assert await c.reader.read() == b""  # then the sidecar closes
+        last = sink.by_stream()[("t", "open")][-1]
+        assert last.terminal_reason == "disconnect"
