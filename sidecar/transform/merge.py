@@ -1,13 +1,15 @@
 """Merging a stream's pending deltas into records (PROTOCOL §4).
 
-Only consecutive deltas of one channel (delta type, channel fields, update `index`)
-merge; different channels are never reordered. A merged record's value is the first
-delta's object with its text field replaced by the concatenation; a lone delta goes out
-as the bytes the agent sent.
+Only consecutive deltas of one channel (delta type, channel fields, update `index`, as
+`Update.channel`) merge; different channels are never reordered (A A B A gives three
+records: AA, B, A). A merged record's value is the first delta's object with its text
+field replaced by the concatenation; a lone delta goes out as the bytes the agent sent,
+never re-serialized.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -25,32 +27,37 @@ class Pending:
         self.ack = ack
 
 
+def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
+    """Yield the pending deltas as runs of consecutive same-channel deltas, in order."""
+    run: list[Pending] = []
+    channel: object = None
+    for p in pending:
+        if run and p.update.channel != channel:
+            yield run
+            run = []
+        if not run:
+            channel = p.update.channel
+        run.append(p)
+    if run:
+        yield run
+
+
 def merged_value(run: list[Pending]) -> bytes:
+    """The record value of one run (never mutates the updates' bodies)."""
     first = run[0].update
     if len(run) == 1:
         return first.raw
-    assert first.text_field is not None
+    text_field = first.text_field
+    assert text_field is not None  # every decoded delta names its text field
     body: dict[str, Any] = dict(first.body)  # shallow copies: the input stays untouched
     delta = dict(body["delta"])
-    delta[first.text_field] = "".join(p.update.text for p in run)
+    delta[text_field] = "".join([p.update.text for p in run])
     body["delta"] = delta
     return orjson.dumps(body)
 
 
-def merge_runs(pending: list[Pending]) -> list[list[Pending]]:
-    """Split pending deltas into runs of consecutive same-channel deltas, in order."""
-    runs: list[list[Pending]] = []
-    channel: object = None
-    for p in pending:
-        if runs and p.update.channel == channel:
-            runs[-1].append(p)
-        else:
-            runs.append([p])
-            channel = p.update.channel
-    return runs
-
-
 def delta_record(run: list[Pending], stream_seq: int) -> Record:
+    """One delta record carrying every line of the run, and every ack they owe."""
     first = run[0].update
     return Record(
         task_id=first.task_id,

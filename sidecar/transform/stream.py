@@ -1,4 +1,4 @@
-"""One open stream's state: its record counter, its coalescing window, what a
+"""One open stream's state: its record counter, its coalescing window, and what a
 synthesized terminal needs."""
 
 from __future__ import annotations
@@ -10,6 +10,12 @@ from sidecar.transform.merge import Pending
 
 
 class Stream:
+    """Plain state, mutated only by the StreamTable.
+
+    Invariant: `timer` is armed exactly while `pending` is non-empty, so a stream with
+    nothing pending holds no timer, no task, nothing the event loop would wake for.
+    """
+
     __slots__ = (
         "index",
         "key",
@@ -20,25 +26,24 @@ class Stream:
         "parent",
         "pending",
         "pending_chars",
-        "seen_delta",
         "timer",
     )
 
     def __init__(self, key: StreamKey, owner: object, now: float) -> None:
         self.key = key
-        self.owner = owner
+        self.owner = owner  # opaque: the connection that sent the stream's last frame
         self.next_seq = 0  # the next record's `seq` header
         self.pending: list[Pending] = []
         self.pending_chars = 0
-        self.last_flush: float | None = None  # when deltas last went out; None: never
-        # Armed only while deltas are pending: an idle stream holds no timer at all.
+        # When deltas last went out; None until the first delta (which goes out at once).
+        self.last_flush: float | None = None
         self.timer: TimerHandle | None = None
         self.parent: Any = None  # the last parent_task_message, for a synthesized done
         self.index: Any = None  # the last update `index`, likewise
         self.last_active = now
-        self.seen_delta = False
 
     def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        timer = self.timer
+        if timer is not None:
             self.timer = None
+            timer.cancel()

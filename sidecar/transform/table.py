@@ -1,20 +1,30 @@
-"""The stream table: which streams are open, closed or idle, and their coalescing (§2.2,
-§4, §6).
+"""The stream table: which streams are open, closed or idle, and their coalescing (PROTOCOL
+§2.2, §4, §5, §6).
 
-Synchronous and driven by the event loop's clock. No stream has a task; a stream with
-pending deltas has one timer handle, and a stream with nothing pending has none. Idle
-expiry uses a single table-wide timer at the earliest deadline. A terminal flushes the
-stream's pending deltas and emits itself in the same call, so "deltas, then exactly one
-terminal" holds by construction, and no close path has an await to be cancelled at.
+Plain synchronous code driven by a `Clock` (the event loop) and emitting `Record`s through
+`emit` in order. There is no task per stream, so nothing can be orphaned, left spinning,
+or cancelled half-way:
 
-A frame for an open stream from another connection is accepted and moves the stream
-to that connection: an agent that reconnects (with `--on-disconnect keep`) takes its
-streams with it.
+- A stream with pending deltas holds one timer handle (at the end of its window); a
+  stream with nothing pending holds none. Idle expiry uses ONE table-wide timer, armed at
+  the earliest idle deadline only while some stream is open.
+- A terminal flushes the stream's pending deltas and emits itself in the same call, then
+  closes the stream, so "deltas in order, then exactly one terminal, then nothing" holds
+  by construction, and no close path has an `await` a cancellation could land on.
+
+Ownership: a stream belongs to the connection (`owner`) that sent its first frame. A frame
+for an open stream from ANOTHER owner is accepted and moves the stream to that owner: an
+agent that reconnects (with `--on-disconnect keep`) takes its streams with it, and only
+the new connection's disconnect ends them.
+
+A rejected frame changes nothing, and does not count as activity for the idle timeout.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import partial
+from typing import Literal
 
 import orjson
 
@@ -27,19 +37,31 @@ from sidecar.model import (
     TerminalReason,
     TimerHandle,
     Update,
+    UpdateKind,
 )
-from sidecar.transform.merge import Pending, delta_record, merge_runs
+from sidecar.transform.merge import Pending, delta_record, runs
 from sidecar.transform.stream import Stream
+
+RejectCode = Literal["stream_exists", "stream_closed"]
 
 
 class StreamRejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """A frame that breaks the stream rules; it produced nothing. `code` is the reply's
+    error code."""
+
+    def __init__(self, code: RejectCode, message: str) -> None:
         super().__init__(f"{code}: {message}")
-        self.code = code
+        self.code: RejectCode = code
         self.message = message
 
 
 class StreamTable:
+    """Every open stream, and the recently closed keys (PROTOCOL §2.2).
+
+    `flush_interval` is in seconds (0 turns coalescing off); `closed_ttl` (seconds, 0 to
+    forget closed keys at once) and `idle_timeout` (seconds, > 0) likewise.
+    """
+
     def __init__(
         self,
         *,
@@ -50,18 +72,24 @@ class StreamTable:
         closed_ttl: float,
         idle_timeout: float,
     ) -> None:
-        self.clock = clock
-        self.emit = emit
-        self.flush_interval = flush_interval
-        self.max_buffered_chars = max_buffered_chars
-        self.closed_ttl = closed_ttl
-        self.idle_timeout = idle_timeout
-        # Open streams in last-activity order (a frame moves its stream to the end).
-        self._open: dict[StreamKey, Stream] = {}
-        # Closed keys in closing order, so expired ones are pruned from the front.
-        self._closed: dict[StreamKey, float] = {}
-        self._by_owner: dict[object, set[StreamKey]] = {}
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        self._clock = clock
+        self._emit = emit
+        self._interval = max(0.0, flush_interval)
+        self._max_chars = max_buffered_chars
+        self._closed_ttl = closed_ttl
+        self._idle_timeout = idle_timeout
+        # OrderedDicts, not dicts: a plain dict walks its deleted slots to reach the front,
+        # so popping/peeking the oldest entry repeatedly would be quadratic.
+        # Open streams in last-activity order: a frame moves its stream to the end.
+        self._open: OrderedDict[StreamKey, Stream] = OrderedDict()
+        # Closed keys -> closing time, in closing order: expired ones pruned from the front.
+        self._closed: OrderedDict[StreamKey, float] = OrderedDict()
+        self._by_owner: dict[object, dict[StreamKey, None]] = {}  # insertion-ordered sets
+        self._pending_chars = 0
         self._idle_timer: TimerHandle | None = None
+        self._idle_when = 0.0
 
     @property
     def open_count(self) -> int:
@@ -69,203 +97,246 @@ class StreamTable:
 
     @property
     def closed_count(self) -> int:
+        """Closed keys still remembered (some may be past their TTL, pruned lazily)."""
         return len(self._closed)
 
     @property
     def pending_chars(self) -> int:
-        return sum(s.pending_chars for s in self._open.values())
+        """Text characters held in coalescing windows, over all streams."""
+        return self._pending_chars
 
     @property
     def armed_timers(self) -> int:
-        """Timer handles this table holds now (the idle-cost tests count them)."""
+        """Timer handles the table holds now (diagnostics and tests; O(open streams))."""
         n = sum(s.timer is not None for s in self._open.values())
         return n + (self._idle_timer is not None)
 
     # -- frames ----------------------------------------------------------------------------
 
     def handle(self, update: Update, owner: object, ack: AckToken | None) -> None:
-        """Apply one accepted update; raises StreamRejected (nothing produced) if it breaks
-        the stream rules."""
-        now = self.clock.time()
-        self._prune_closed(now)
+        """Apply one accepted update line from `owner` (the connection). `ack` rides on the
+        record that carries this line (None: the client wants no ack for it).
+
+        Raises StreamRejected (`stream_exists`, `stream_closed`); nothing is produced then.
+        """
+        now = self._clock.time()
+        if self._closed:
+            self._prune_closed(now)
         key = update.key
-        stream = self._open.pop(key, None)
+        kind = update.kind
+        opened = self._open
+        stream = opened.get(key)
         if stream is None:
             if key in self._closed:
                 raise StreamRejected(
                     "stream_closed", f"stream {key[0]}/{key[1]} has ended; no frame may follow"
                 )
-            stream = Stream(key, owner, now)
-            self._by_owner.setdefault(owner, set()).add(key)
-        elif update.kind == "start":
-            self._open[key] = stream
+            stream = Stream(key, owner, now)  # explicit or implicit open
+            opened[key] = stream
+            self._by_owner.setdefault(owner, {})[key] = None
+        elif kind == "start":
             raise StreamRejected("stream_exists", f"stream {key[0]}/{key[1]} is already open")
-        elif stream.owner is not owner:
-            self._move(stream, owner)
-        self._open[key] = stream  # (re)inserted last: the most recently active
-        stream.last_active = now
+        else:
+            opened.move_to_end(key)
+            stream.last_active = now
+            if stream.owner is not owner:
+                self._disown(stream)
+                stream.owner = owner
+                self._by_owner.setdefault(owner, {})[key] = None
         body = update.body
         stream.parent = body["parent_task_message"]
         stream.index = body.get("index")
-        kind = update.kind
         if kind == "delta":
-            self._delta(stream, Pending(update, ack), now)
+            self._delta(stream, update, ack, now)
         elif kind == "start":
-            self._record(stream, "start", update.raw, [ack] if ack else [])
+            self._produce(stream, "start", update.raw, ack, None)
         else:
             self._flush(stream, now)
-            self._record(stream, kind, update.raw, [ack] if ack else [], reason="client")
+            self._produce(stream, kind, update.raw, ack, "client")
             self._close(stream, now)
-        if self._idle_timer is None and self._open:
+        if self._idle_timer is None and opened:
             self._arm_idle()
 
-    def _delta(self, stream: Stream, p: Pending, now: float) -> None:
-        first = not stream.seen_delta
-        stream.seen_delta = True
-        interval = self.flush_interval
-        stream.pending.append(p)
-        stream.pending_chars += len(p.update.text)
-        if interval <= 0 or stream.last_flush is None or now - stream.last_flush >= interval:
-            # Leading edge: the first delta, or the first after a quiet spell (with
-            # anything a due-but-not-yet-run timer still holds) goes out at once.
-            last = self._flush(stream, now)
-            if first and last is not None:
-                last.first_delta_at = now
-        elif stream.pending_chars >= self.max_buffered_chars:
+    def _delta(self, stream: Stream, update: Update, ack: AckToken | None, now: float) -> None:
+        interval = self._interval
+        last = stream.last_flush
+        # `last + interval` exactly as the window's timer computes it, so the two agree.
+        if last is None or interval == 0 or now >= last + interval:
+            # Leading edge: the first delta, or the first after a quiet spell.
+            if not stream.pending:
+                # The common case needs no Pending, no merge: the line's bytes as sent.
+                record = Record(
+                    task_id=update.task_id,
+                    message_id=update.message_id,
+                    kind="delta",
+                    value=update.raw,
+                    stream_seq=stream.next_seq,
+                    acks=[ack] if ack is not None else [],
+                    deltas=1,
+                    first_delta_at=now if last is None else None,
+                )
+                stream.next_seq += 1
+                stream.last_flush = now
+                self._emit(record)
+                return
+            # The window's timer is due but has not run yet: what it holds goes first.
+            stream.pending.append(Pending(update, ack))
+            self._flush(stream, now)
+            return
+        stream.pending.append(Pending(update, ack))
+        n = len(update.text)
+        stream.pending_chars += n
+        self._pending_chars += n
+        if stream.pending_chars >= self._max_chars:
             self._flush(stream, now)
         elif stream.timer is None:
-            stream.timer = self.clock.call_at(
-                stream.last_flush + interval, partial(self._on_flush_timer, stream)
+            stream.timer = self._clock.call_at(
+                last + interval, partial(self._on_flush_timer, stream)
             )
 
     def _on_flush_timer(self, stream: Stream) -> None:
         stream.timer = None
-        if self._open.get(stream.key) is stream:
-            self._flush(stream, self.clock.time())
+        if self._open.get(stream.key) is stream:  # always so: closing cancels the timer
+            self._flush(stream, self._clock.time())
 
     # -- ending streams ---------------------------------------------------------------------
 
     def end_owned_by(self, owner: object, reason: TerminalReason) -> int:
-        keys = self._by_owner.pop(owner, set())
-        now = self.clock.time()
+        """Flush and end (synthesized `done`) every open stream of `owner`; how many."""
+        keys = self._by_owner.pop(owner, None)
+        if not keys:
+            return 0
+        now = self._clock.time()
         ended = 0
         for key in keys:
             stream = self._open.get(key)
-            if stream is not None:
+            if stream is not None and stream.owner is owner:
                 self._end(stream, reason, now)
                 ended += 1
         return ended
 
     def end_all(self, reason: TerminalReason) -> int:
-        now = self.clock.time()
+        """Flush and end every open stream (shutdown); how many."""
+        now = self._clock.time()
         streams = list(self._open.values())
         for stream in streams:
             self._end(stream, reason, now)
         return len(streams)
 
     def flush_all(self) -> None:
-        now = self.clock.time()
+        """Flush every stream's pending deltas, leaving the streams open."""
+        now = self._clock.time()
         for stream in list(self._open.values()):
-            self._flush(stream, now)
+            if stream.pending:
+                self._flush(stream, now)
 
     def close(self) -> None:
-        """Cancel every armed timer (the server's last step)."""
+        """Cancel every armed timer: the owner's last step, after end_all. Pending deltas
+        of streams still open (none after end_all) are not flushed."""
         for stream in self._open.values():
             stream.cancel_timer()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._cancel_idle()
 
     def _end(self, stream: Stream, reason: TerminalReason, now: float) -> None:
-        """Flush, then the synthesized `done` carrying the stream's last parent and index."""
+        """Flush, then a synthesized `done` with the stream's last parent and index."""
         self._flush(stream, now)
         value = orjson.dumps(
             {"type": "done", "parent_task_message": stream.parent, "index": stream.index}
         )
-        self._record(stream, "done", value, [], reason=reason)
+        self._produce(stream, "done", value, None, reason)
         self._close(stream, now)
 
     # -- internals --------------------------------------------------------------------------
 
-    def _flush(self, stream: Stream, now: float) -> Record | None:
+    def _flush(self, stream: Stream, now: float) -> None:
         stream.cancel_timer()
-        if not stream.pending:
-            return None
-        record = None
-        for run in merge_runs(stream.pending):
-            record = delta_record(run, stream.next_seq)
-            stream.next_seq += 1
-            self.emit(record)
+        pending = stream.pending
+        if not pending:
+            return
+        # Detach before emitting: whatever `emit` does, no delta can go out twice.
         stream.pending = []
+        self._pending_chars -= stream.pending_chars
         stream.pending_chars = 0
         stream.last_flush = now
-        return record
+        for run in runs(pending):
+            record = delta_record(run, stream.next_seq)
+            stream.next_seq += 1
+            self._emit(record)
 
-    def _record(
+    def _produce(
         self,
         stream: Stream,
-        kind: str,
+        kind: UpdateKind,
         value: bytes,
-        acks: list[AckToken],
-        reason: TerminalReason | None = None,
+        ack: AckToken | None,
+        reason: TerminalReason | None,
     ) -> None:
         record = Record(
             task_id=stream.key[0],
             message_id=stream.key[1],
-            kind=kind,  # type: ignore[arg-type]  # one of the update kinds, checked upstream
+            kind=kind,
             value=value,
             stream_seq=stream.next_seq,
             terminal_reason=reason,
-            acks=acks,
+            acks=[ack] if ack is not None else [],
         )
         stream.next_seq += 1
-        self.emit(record)
+        self._emit(record)
 
     def _close(self, stream: Stream, now: float) -> None:
         stream.cancel_timer()
-        self._open.pop(stream.key, None)
+        key = stream.key
+        del self._open[key]
+        self._disown(stream)
+        if self._closed_ttl > 0:
+            self._closed[key] = now
+        if not self._open:
+            self._cancel_idle()  # nothing left to expire: no timer at all
+
+    def _disown(self, stream: Stream) -> None:
         owned = self._by_owner.get(stream.owner)
         if owned is not None:
-            owned.discard(stream.key)
+            owned.pop(stream.key, None)
             if not owned:
                 del self._by_owner[stream.owner]
-        if self.closed_ttl > 0:
-            self._closed[stream.key] = now
-        if not self._open and self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _move(self, stream: Stream, owner: object) -> None:
-        old = self._by_owner.get(stream.owner)
-        if old is not None:
-            old.discard(stream.key)
-            if not old:
-                del self._by_owner[stream.owner]
-        stream.owner = owner
-        self._by_owner.setdefault(owner, set()).add(stream.key)
 
     def _prune_closed(self, now: float) -> None:
         closed = self._closed
-        limit = now - self.closed_ttl
+        limit = now - self._closed_ttl
         while closed:
-            key = next(iter(closed))
-            if closed[key] > limit:
+            key, at = next(iter(closed.items()))
+            if at > limit:
                 break
             del closed[key]
 
     def _arm_idle(self) -> None:
-        oldest = next(iter(self._open.values()))
-        when = oldest.last_active + self.idle_timeout
-        self._idle_timer = self.clock.call_at(when, self._on_idle_timer)
+        # Armed at the front's deadline. If the front gets a frame meanwhile, the timer
+        # fires once early and re-arms: cheaper than re-arming on every frame.
+        front = next(iter(self._open.values()))
+        self._idle_when = when = front.last_active + self._idle_timeout
+        self._idle_timer = self._clock.call_at(when, self._on_idle_timer)
+
+    def _cancel_idle(self) -> None:
+        timer = self._idle_timer
+        if timer is not None:
+            self._idle_timer = None
+            timer.cancel()
 
     def _on_idle_timer(self) -> None:
         self._idle_timer = None
-        now = self.clock.time()
-        self._prune_closed(now)
-        while self._open:
-            oldest = next(iter(self._open.values()))
-            if oldest.last_active + self.idle_timeout > now:
+        now = self._clock.time()
+        # A loop may run a timer a hair before its time (asyncio's clock resolution,
+        # uvloop's millisecond rounding): count it as on time, or it would re-arm for the
+        # same instant and spin until the clock catches up.
+        limit = max(now, self._idle_when)
+        if self._closed:
+            self._prune_closed(now)
+        opened = self._open
+        idle = self._idle_timeout
+        while opened:
+            front = next(iter(opened.values()))
+            if front.last_active + idle > limit:
                 break
-            self._end(oldest, "idle_timeout", now)
-        if self._open and self._idle_timer is None:
+            self._end(front, "idle_timeout", now)
+        if opened and self._idle_timer is None:
             self._arm_idle()

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 
 class FakeHandle:
+    __slots__ = ("callback", "cancelled", "fired", "when")
+
     def __init__(self, when: float, callback: Callable[[], object]) -> None:
         self.when = when
         self.callback = callback
@@ -19,8 +21,14 @@ class FakeHandle:
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+    """Implements model.Clock. `early` makes timers run that many seconds before their
+    time, as real loops may (asyncio's clock resolution, uvloop's millisecond rounding)."""
+
+    MAX_FIRES_PER_ADVANCE = 200_000  # a spinning timer fails the test instead of hanging
+
+    def __init__(self, now: float = 1000.0, early: float = 0.0) -> None:
+        self.now = now
+        self.early = early
         self.fired = 0  # callbacks run so far: the "wake-ups"
         self._heap: list[tuple[float, int, FakeHandle]] = []
         self._ids = itertools.count()
@@ -35,17 +43,26 @@ class FakeClock:
 
     @property
     def armed(self) -> int:
+        """Live timers: neither cancelled nor fired."""
         return sum(1 for _, _, h in self._heap if not h.cancelled and not h.fired)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward, running due callbacks in time order."""
+        """Move time forward, running due callbacks in time order (each sees its time)."""
         target = self.now + seconds
-        while self._heap and self._heap[0][0] <= target:
+        fires = 0
+        while self._heap and self._heap[0][0] - self.early <= target:
             when, _, handle = heapq.heappop(self._heap)
             if handle.cancelled:
                 continue
-            self.now = max(self.now, when)
+            self.now = max(self.now, when - self.early)
             handle.fired = True
             self.fired += 1
+            fires += 1
+            if fires > self.MAX_FIRES_PER_ADVANCE:
+                raise AssertionError("timers keep re-arming for the same instant")
             handle.callback()
         self.now = target
+
+    def jump(self, seconds: float) -> None:
+        """Move time forward WITHOUT running callbacks: a loop too busy to run due timers."""
+        self.now += seconds
