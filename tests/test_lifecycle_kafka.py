@@ -106,7 +106,6 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
         server.sink.on_pressure = on_pressure
         writer = asyncio.create_task(c.send(payload, done("t", "m")))
         await asyncio.wait_for(paused.wait(), 60)
-        assert not server.sink.kafka_reachable
         await asyncio.sleep(0.5)  # give a broken bound the chance to show itself
         assert server.sink.pending_bytes < limit + 512 * 1024
         assert not writer.done()  # the agent feels the backpressure
