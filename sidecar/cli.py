@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from sidecar import __version__
+from sidecar import __version__, runtime
 from sidecar.config import Config
 
 app = typer.Typer(
@@ -73,17 +73,6 @@ def _config(**values: Any) -> Config:
             loc = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
             typer.echo(f"error: {loc}: {err['msg']}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def _run_loop(coro: Any, use_uvloop: bool) -> Any:
-    if use_uvloop:
-        try:
-            import uvloop
-
-            return uvloop.run(coro)
-        except ImportError:
-            pass
-    return asyncio.run(coro)
 
 
 def _mode(value: str) -> int:
@@ -195,7 +184,7 @@ def run(
         return await Server(config).serve()
 
     try:
-        code = _run_loop(serve(), config.uvloop)
+        code = runtime.run(serve(), use_uvloop=config.uvloop)
     except SocketInUseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -217,7 +206,7 @@ def check(
     if not config.socket.parent.is_dir():
         problems.append(f"socket folder {config.socket.parent} does not exist")
     try:
-        partitions = _run_loop(asyncio.wait_for(probe(config), timeout), use_uvloop=False)
+        partitions = runtime.run(asyncio.wait_for(probe(config), timeout), use_uvloop=False)
         typer.echo(
             f"kafka: {config.bootstrap_servers} reachable; topic {config.topic!r} "
             f"has {partitions} partitions"

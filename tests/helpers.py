@@ -105,3 +105,17 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+def watch_pause(server: Server) -> asyncio.Event:
+    """An event set when the sink asks the sockets to pause (backpressure)."""
+    paused = asyncio.Event()
+    forward = server.sink.on_pressure
+
+    def on_pressure(p: bool) -> None:
+        forward(p)
+        if p:
+            paused.set()
+
+    server.sink.on_pressure = on_pressure
+    return paused

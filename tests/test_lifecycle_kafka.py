@@ -14,7 +14,17 @@ import pytest
 
 from sidecar.sink.kafka import create_topic
 from sidecar.testbed.kraft import KRaftCluster
-from tests.helpers import RawClient, done, full, line, make_config, open_server, start, text_delta
+from tests.helpers import (
+    RawClient,
+    done,
+    full,
+    line,
+    make_config,
+    open_server,
+    start,
+    text_delta,
+    watch_pause,
+)
 from tests.test_e2e_kafka import check_streams, consume, delta_text
 
 pytestmark = pytest.mark.kafka
@@ -95,15 +105,7 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
         await c.send(start("t", "m"))
         await asyncio.to_thread(own_broker.stop)
         payload = b"".join(line(text_delta("t", "m", f"{i:05d}" + "x" * 2000)) for i in range(n))
-        paused = asyncio.Event()
-        forward = server.sink.on_pressure
-
-        def on_pressure(p: bool) -> None:
-            forward(p)
-            if p:
-                paused.set()
-
-        server.sink.on_pressure = on_pressure
+        paused = watch_pause(server)
         writer = asyncio.create_task(c.send(payload, done("t", "m")))
         await asyncio.wait_for(paused.wait(), 60)
         await asyncio.sleep(0.5)  # give a broken bound the chance to show itself

@@ -21,6 +21,7 @@ import orjson
 import typer
 
 from sidecar.model import AckMode
+from sidecar.runtime import run
 from sidecar.tools.client import expects_ack, open_client
 from sidecar.tools.reassemble import Reassembler, Violation
 
@@ -49,14 +50,7 @@ CHUNK = 1 << 16
 
 def _run(coro: Coroutine[Any, Any, int], *, use_uvloop: bool = False) -> int:
     try:
-        if use_uvloop:
-            try:
-                import uvloop
-
-                return uvloop.run(coro)
-            except ImportError:
-                pass
-        return asyncio.run(coro)
+        return run(coro, use_uvloop=use_uvloop)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

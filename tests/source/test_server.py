@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.sink.memory import MemorySink
 from sidecar.source.listener import SocketInUseError, claim_socket_path
-from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
+from tests.helpers import RawClient, done, make_config, open_server, start, text_delta, watch_pause
 
 
 def _texts(sink: MemorySink, key: tuple[str, str]) -> list[str]:
@@ -173,15 +173,7 @@ async def test_backpressure_pauses_reading_until_kafka_catches_up(tmp_path: Path
     sink = MemorySink(max_pending_bytes=limit)
     sink.hold.set()  # Kafka "down": nothing is acknowledged
     async with open_server(make_config(tmp_path, flush_interval_ms=0), sink) as server:
-        paused = asyncio.Event()
-        forward = server.sink.on_pressure
-
-        def on_pressure(p: bool) -> None:
-            forward(p)
-            if p:
-                paused.set()
-
-        server.sink.on_pressure = on_pressure
+        paused = watch_pause(server)
         c = await RawClient.connect(server.config.socket)
         n = 2000  # ~5 MB, far past the limit
         c.writer.write(b"".join(line_of(text_delta("t", f"m{i}", "x" * 2500)) for i in range(n)))
