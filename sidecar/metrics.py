@@ -81,5 +81,11 @@ class Metrics:
             registry=r,
         )
 
+        # Label children resolved once: labels() costs a lock and a dict lookup per call,
+        # and these are counted per frame and per record.
+        kinds = ("hello", "start", "delta", "full", "done", "invalid")
+        self.frames = {k: self.frames_received.labels(k) for k in kinds}
+        self.produced = {k: self.records_produced.labels(k) for k in kinds[1:5]}
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -95,7 +95,7 @@ class SinkBase:
     def delivered(self, record: Record, partition: int, offset: int) -> None:
         self._settle(record)
         m = self.metrics
-        m.records_produced.labels(record.kind).inc()
+        m.produced[record.kind].inc()
         if record.deltas:
             m.deltas_per_record.observe(record.deltas)
         started = self._submitted_at.pop(id(record), None)

@@ -197,6 +197,13 @@ class KafkaSink(SinkBase):
 
     async def _start_producer(self) -> None:
         producer = AIOKafkaProducer(**producer_kwargs(self.config))
+        # aiokafka expires a batch whose partition leader stays unknown for one request
+        # timeout (a broker restart does that). Resending such a batch through a new
+        # producer could duplicate it if an earlier attempt was written, so batches live
+        # for the delivery timeout instead, like the Java producer's delivery.timeout.ms.
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None and hasattr(accumulator, "_batch_ttl"):
+            accumulator._batch_ttl = self.config.delivery_timeout_ms / 1000
         try:
             await producer.start()
             partitions = await producer.partitions_for(self.topic)

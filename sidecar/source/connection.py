@@ -51,7 +51,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for event in self.framer.feed(data):
             if isinstance(event, Oversize):
-                self.hub.metrics.frames_received.labels("invalid").inc()
+                self.hub.metrics.frames["invalid"].inc()
                 self.send_error(
                     event.seq,
                     "frame_too_large",
@@ -83,17 +83,17 @@ class Connection(asyncio.Protocol):
         try:
             frame = decode_frame(data)
         except FrameError as exc:
-            hub.metrics.frames_received.labels("invalid").inc()
+            hub.metrics.frames["invalid"].inc()
             self.send_error(seq, exc.code, exc.message)
             return
         if isinstance(frame, Hello):
-            hub.metrics.frames_received.labels("hello").inc()
+            hub.metrics.frames["hello"].inc()
             if seq != 1:
                 self.send_error(seq, "invalid_frame", "hello is only allowed as the first line")
                 return
             self.acks, self.client = frame.acks, frame.client
             return
-        hub.metrics.frames_received.labels(frame.kind).inc()
+        hub.metrics.frames[frame.kind].inc()
         if hub.draining:
             self.send_error(seq, "shutting_down", "the sidecar is shutting down")
             return
