@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from sidecar.metrics import Metrics
 from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
 from tests.helpers import RawClient, done, full, make_config, open_server, start, text_delta
 
@@ -85,10 +86,7 @@ async def test_many_streams_ordered_exactly_once(
             await c.send(done(task, msg, index=0))
         acks = [await c.read_replies(10, timeout=60) for c in clients]
         assert all(a["type"] == "ack" for replies in acks for a in replies)
-        total = sum(
-            server.metrics.records_produced.labels(k)._value.get()
-            for k in ("start", "delta", "done")
-        )
+        total = produced_count(server.metrics)
         for c in clients:
             await c.aclose()
     records = await consume(kafka_bootstrap, topic, int(total))
@@ -127,3 +125,46 @@ async def test_delivery_failed_when_kafka_refuses(
         assert by_seq[3]["type"] == "ack"
         assert server.metrics.delivery_failures._value.get() == 1
         await c.aclose()
+
+
+class Agent:
+    """One connection streaming text deltas into many streams, remembering what it sent,
+    so a test can disturb Kafka between bursts and then check the topic."""
+
+    def __init__(self, client: RawClient, streams: list[tuple[str, str]]) -> None:
+        self.client = client
+        self.streams = streams
+        self.expected = dict.fromkeys(streams, "")
+
+    async def open(self) -> None:
+        await self.client.send({"type": "hello", "acks": "terminal"})
+        await self.client.send(*(start(t, m) for t, m in self.streams))
+
+    async def burst(self, tag: str, n: int) -> None:
+        for j in range(n):
+            for t, m in self.streams:
+                piece = f"{tag}{j} "
+                self.expected[(t, m)] += piece
+                await self.client.send(text_delta(t, m, piece))
+            await asyncio.sleep(0.01)  # spread over several coalescing windows
+
+    async def finish(self, timeout: float) -> None:
+        """End every stream and wait for each terminal's ack (so Kafka has it all)."""
+        await self.client.send(*(done(t, m) for t, m in self.streams))
+        replies = await self.client.read_replies(len(self.streams), timeout=timeout)
+        assert {r["type"] for r in replies} == {"ack"}
+
+
+def produced_count(metrics: Metrics) -> int:
+    kinds = ("start", "delta", "full", "done")
+    return int(sum(metrics.records_produced.labels(k)._value.get() for k in kinds))
+
+
+async def assert_topic_holds(bootstrap: str, topic: str, produced: int, agent: Agent) -> None:
+    """Every stream in order, each text exactly once, no record twice (PROTOCOL §5)."""
+    records = await consume(bootstrap, topic, produced, timeout=120)
+    got = check_streams(records)
+    assert set(got) == set(agent.streams)
+    for key, recs in got.items():
+        assert delta_text(recs) == agent.expected[key], key
+    assert len({(r.partition, r.offset) for r in records}) == len(records) == produced

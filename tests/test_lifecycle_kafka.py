@@ -25,7 +25,14 @@ from tests.helpers import (
     text_delta,
     watch_pause,
 )
-from tests.test_e2e_kafka import check_streams, consume, delta_text
+from tests.test_e2e_kafka import (
+    Agent,
+    assert_topic_holds,
+    check_streams,
+    consume,
+    delta_text,
+    produced_count,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -50,46 +57,23 @@ async def test_outage_loses_duplicates_and_reorders_nothing(
     # The outage (a broker stop and start, ~5 s) outlasts the request timeout: aiokafka
     # would expire the leaderless batches, and resending them could duplicate.
     config = make_config(tmp_path, bootstrap_servers=bs, topic=topic, request_timeout_ms=2000)
-    streams = [(f"task-{i % 4}", f"m{i}") for i in range(12)]
-    expected = dict.fromkeys(streams, "")
     async with open_server(config, kafka=True) as server:
-        c = await RawClient.connect(config.socket)
-        await c.send({"type": "hello", "acks": "terminal"})
-        await c.send(*(start(t, m) for t, m in streams))
-
-        async def burst(tag: str, n: int) -> None:
-            for j in range(n):
-                for t, m in streams:
-                    piece = f"{tag}{j} "
-                    expected[(t, m)] += piece
-                    await c.send(text_delta(t, m, piece))
-                await asyncio.sleep(0.01)  # spread over several coalescing windows
-
-        await burst("a", 20)
+        agent = Agent(
+            await RawClient.connect(config.socket), [(f"task-{i % 4}", f"m{i}") for i in range(12)]
+        )
+        await agent.open()
+        await agent.burst("a", 20)
         await asyncio.to_thread(own_broker.stop)
-        await burst("b", 20)  # accepted and held while Kafka is away
+        await agent.burst("b", 20)  # accepted and held while Kafka is away
         assert server.sink.pending_records > 0  # held, not lost, while Kafka is away
         await asyncio.to_thread(own_broker.start)
-        await burst("c", 20)
-        await c.send(*(done(t, m) for t, m in streams))
-        replies = await c.read_replies(len(streams), timeout=120)
-        assert {r["type"] for r in replies} == {"ack"}
-        produced = int(
-            sum(
-                server.metrics.records_produced.labels(k)._value.get()
-                for k in ("start", "delta", "done")
-            )
-        )
+        await agent.burst("c", 20)
+        await agent.finish(timeout=120)
+        produced = produced_count(server.metrics)
         # A restart needs no producer recovery: the idempotent producer retries it.
         assert server.metrics.producer_recoveries._value.get() == 0
-        await c.aclose()
-    records = await consume(bs, topic, produced)
-    got = check_streams(records)
-    assert set(got) == set(streams)
-    for key, recs in got.items():
-        assert delta_text(recs) == expected[key], key
-    # No duplicates: every (partition, offset) once, and as many records as acked.
-    assert len({(r.partition, r.offset) for r in records}) == len(records) == produced
+        await agent.client.aclose()
+    await assert_topic_holds(bs, topic, produced, agent)
 
 
 @pytest.mark.timeout(240)
