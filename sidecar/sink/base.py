@@ -39,17 +39,22 @@ class SinkBase:
         self.max_pending_bytes = max_pending_bytes
         self.queue: deque[Record] = deque()
         self.pending_bytes = 0
-        self.pending_records = 0
         self.paused = False
         self.on_pressure: PressureCallback = lambda _paused: None
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        # Every pending record's submission time, in submission order (the oldest first):
+        # the count of pending records, delivery latency and reachability all read it.
         self._submitted_at: dict[int, float] = {}
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
         self.last_error: str | None = None
         self.stall_after = 5.0  # seconds without an ack, with records waiting: unreachable
+
+    @property
+    def pending_records(self) -> int:
+        return len(self._submitted_at)
 
     @property
     def kafka_reachable(self) -> bool:
@@ -71,9 +76,7 @@ class SinkBase:
     def submit(self, record: Record) -> None:
         self.queue.append(record)
         self._submitted_at[id(record)] = self.clock()
-        self.pending_records += 1
         self.pending_bytes += record.size
-        self.metrics.pending_bytes.set(self.pending_bytes)
         self._drained.clear()
         self._wakeup.set()
         if not self.paused and self.pending_bytes > self.max_pending_bytes:
@@ -93,12 +96,11 @@ class SinkBase:
     # -- outcomes ---------------------------------------------------------------------
 
     def delivered(self, record: Record, partition: int, offset: int) -> None:
-        self._settle(record)
+        started = self._settle(record)
         m = self.metrics
         m.produced[record.kind].inc()
         if record.deltas:
             m.deltas_per_record.observe(record.deltas)
-        started = self._submitted_at.pop(id(record), None)
         now = self.clock()
         if started is not None:
             m.delivery_latency.observe(now - started)
@@ -109,7 +111,6 @@ class SinkBase:
 
     def failed(self, record: Record, reason: str) -> None:
         self._settle(record)
-        self._submitted_at.pop(id(record), None)
         self.metrics.delivery_failures.inc()
         log.error(
             "record %s/%s seq %d (%s) not delivered: %s",
@@ -122,17 +123,18 @@ class SinkBase:
         for token in record.acks:
             token.target.send_error(token.seq, "delivery_failed", reason)
 
-    def _settle(self, record: Record) -> None:
-        self.pending_records -= 1
+    def _settle(self, record: Record) -> float | None:
+        """No longer pending; returns when it was submitted."""
+        started = self._submitted_at.pop(id(record), None)
         self.pending_bytes -= record.size
-        self.metrics.pending_bytes.set(self.pending_bytes)
         if self.paused and self.pending_bytes <= self.max_pending_bytes * _RESUME_RATIO:
             self.paused = False
             self.metrics.backpressure.set(0)
             log.info("pending bytes back to %d: resuming socket reads", self.pending_bytes)
             self.on_pressure(False)
-        if self.pending_records == 0:
+        if not self._submitted_at:
             self._drained.set()
+        return started
 
     async def _wait_for_work(self) -> None:
         self._wakeup.clear()

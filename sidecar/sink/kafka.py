@@ -80,10 +80,7 @@ class KafkaSink(SinkBase):
         # Records handed to the producer and not settled yet, in submission order.
         self._inflight: dict[int, tuple[Record, asyncio.Future[Any]]] = {}
         self._resend: list[Record] = []
-        self._order: dict[int, int] = {}
-        self._counter = 0
         self._solo: set[int] = set()  # records to send in a batch of their own
-        self._closing = False
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -139,8 +136,6 @@ class KafkaSink(SinkBase):
             except KafkaError as exc:
                 self.failed(record, f"Kafka refused the record: {exc!r}")
                 continue
-            self._counter += 1
-            self._order[id(record)] = self._counter
             self._inflight[id(record)] = (record, fut)
             fut.add_done_callback(partial(self._on_done, record))
             if id(record) in self._solo:
@@ -152,10 +147,8 @@ class KafkaSink(SinkBase):
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
             meta = fut.result()
-            self._order.pop(id(record), None)
             self._solo.discard(id(record))
             self.kafka_up = True
-            self.metrics.kafka_up.set(1)
             self.delivered(record, meta.partition, meta.offset)
             return
         if isinstance(exc, MessageSizeTooLargeError) and id(record) not in self._solo:
@@ -175,7 +168,6 @@ class KafkaSink(SinkBase):
             self._resend.append(record)
             self._wakeup.set()
             return
-        self._order.pop(id(record), None)
         why = "delivery timed out" if recoverable else "Kafka refused the record"
         self.failed(record, f"{why}: {exc!r}")
 
@@ -186,10 +178,10 @@ class KafkaSink(SinkBase):
         if pending:
             await asyncio.wait(pending, timeout=self.config.request_timeout_ms / 1000)
         await self._stop_producer()
-        resend = sorted(self._resend, key=lambda r: self._order.get(id(r), 0))
+        # Pending records are kept in submission order: resend in that order.
+        rank = {rid: i for i, rid in enumerate(self._submitted_at)}
+        resend = sorted(self._resend, key=lambda r: rank.get(id(r), 0))
         self._resend.clear()
-        for r in resend:
-            self._order.pop(id(r), None)
         log.warning("recreating the Kafka producer to resend %d records", len(resend))
         self.queue.extendleft(reversed(resend))
 
@@ -221,7 +213,6 @@ class KafkaSink(SinkBase):
         self._producer = producer
         self.kafka_up = True
         self.last_error = None
-        self.metrics.kafka_up.set(1)
         log.info("producing to %s (%d partitions)", self.topic, self._partitions)
 
     async def _stop_producer(self) -> None:
@@ -250,7 +241,6 @@ class KafkaSink(SinkBase):
             log.warning("%s", why)
         self.kafka_up = False
         self.last_error = why
-        self.metrics.kafka_up.set(0)
 
     def _expired(self, record: Record) -> bool:
         started = self._submitted_at.get(id(record))
