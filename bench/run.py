@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import orjson
 
 from sidecar.sink.kafka import create_topic, open_consumer
+from sidecar.testbed.process import start_sidecar
 from sidecar.tools.client import open_client
 from sidecar.tools.loadgen import LoadSpec, percentile, run_load
 
@@ -31,30 +31,6 @@ from sidecar.tools.loadgen import LoadSpec, percentile, run_load
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def start_sidecar(sock: Path, bootstrap: str, topic: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sidecar",
-        "run",
-        "--socket",
-        str(sock),
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--http-port",
-        "0",
-        "--log-level",
-        "warning",
-    )
-    while not sock.exists():
-        if proc.returncode is not None:
-            raise RuntimeError("sidecar exited during start-up")
-        await asyncio.sleep(0.05)
-    return proc
 
 
 async def scan(bootstrap: str, topic: str) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
@@ -110,7 +86,7 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     paced = LoadSpec(args.streams, args.paced_deltas, rate=args.rate, task_prefix="paced", **common)
     with tempfile.TemporaryDirectory(prefix="sidecar-bench-") as tmp:
         sock = Path(tmp) / "s.sock"
-        proc = await start_sidecar(sock, bootstrap, topic)
+        proc = await start_sidecar(sock, bootstrap, topic, "--log-level", "warning")
         try:
             cpu0 = cpu_seconds(proc.pid)
             fast = await run_load(sock, burst)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from sidecar.sink.kafka import create_topic
+from sidecar.testbed.process import sidecar_command, start_sidecar
 
 _WORDS = [
     "the",
@@ -127,33 +128,13 @@ async def agent(socket: Path, task: str, rng: random.Random) -> int:
     return acked
 
 
-def _sidecar(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sidecar", *args]
-
-
-async def _wait_for_socket(path: Path, proc: asyncio.subprocess.Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeError(f"sidecar exited with {proc.returncode} during start-up")
-        try:
-            _, w = await asyncio.open_unix_connection(str(path))
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)  # a demo polling a child's start-up, not a test
-    raise RuntimeError("sidecar did not open its socket in time")
-
-
 async def demo(bootstrap: str, workdir: Path) -> int:
     topic = f"demo-task-updates-{int(time.time())}"
     await create_topic(bootstrap, topic, partitions=3)
     sock = workdir / "sidecar.sock"
     env = {**os.environ, "SIDECAR_LOG_LEVEL": "warning"}
-    run = ["run", "--socket", str(sock), "--bootstrap-servers", bootstrap, "--topic", topic]
-    proc = await asyncio.create_subprocess_exec(*_sidecar(*run, "--http-port", "0"), env=env)
+    proc = await start_sidecar(sock, bootstrap, topic, env=env)
     try:
-        await _wait_for_socket(sock, proc, 30)
         print(f"==> sidecar up on {sock}, producing to {topic}; 3 agents streaming", flush=True)
         rng = random.Random(42)
         started = time.monotonic()
@@ -166,7 +147,7 @@ async def demo(bootstrap: str, workdir: Path) -> int:
         print(f"==> sidecar drained and exited with {code}", flush=True)
     print("==> sidecar tail --reassemble", flush=True)
     tail = await asyncio.create_subprocess_exec(
-        *_sidecar("tail", "--bootstrap-servers", bootstrap, "--topic", topic),
+        *sidecar_command("tail", "--bootstrap-servers", bootstrap, "--topic", topic),
         "--reassemble",
         "--no-follow",
     )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import pytest
 
 from sidecar.sink.kafka import create_topic
 from sidecar.testbed.kraft import KRaftCluster
+from sidecar.testbed.process import start_sidecar
+from tests.conftest import NewTopic
 from tests.helpers import (
     RawClient,
     done,
@@ -116,24 +116,14 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
 
 @pytest.mark.timeout(120)
 async def test_sigterm_drains_ends_streams_and_exits_0(
-    tmp_path: Path, kafka_bootstrap: str, new_topic: object
+    tmp_path: Path, kafka_bootstrap: str, new_topic: NewTopic
 ) -> None:
-    topic = "sigterm-" + os.urandom(4).hex()
-    await create_topic(kafka_bootstrap, topic, partitions=2)
+    topic = await new_topic(partitions=2)
     sock = tmp_path / "s.sock"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sidecar",
-        "run",
-        "--socket",
-        str(sock),
-        "--bootstrap-servers",
+    proc = await start_sidecar(
+        sock,
         kafka_bootstrap,
-        "--topic",
         topic,
-        "--http-port",
-        "0",
         "--shutdown-timeout",
         "20",
         "--flush-interval-ms",
@@ -141,9 +131,6 @@ async def test_sigterm_drains_ends_streams_and_exits_0(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        while not sock.exists():
-            assert proc.returncode is None
-            await asyncio.sleep(0.05)
         c = await RawClient.connect(sock)
         await c.send({"type": "hello", "acks": "all"}, start("t1", "open"), start("t2", "closed"))
         await c.send(text_delta("t1", "open", "first "), text_delta("t1", "open", "pending"))
