@@ -47,22 +47,34 @@ async def create_topic(
 
 
 def wait_topic_ready(bootstrap_servers: str, topic: str, partitions: int, timeout: float) -> None:
-    """Poll Metadata until `topic` has `partitions` partitions, each with a leader."""
+    """Poll Metadata until every answering broker shows `topic` with `partitions`
+    partitions, each with a leader.
+
+    Asking every broker matters on a cluster: each applies the topic's metadata on
+    its own schedule, and a client whose first request lands on a lagging one sees
+    the topic without partitions.
+    """
     addresses = [a.strip() for a in bootstrap_servers.split(",") if a.strip()]
     deadline = time.monotonic() + timeout
-    last = "no broker answered"
     while True:
+        ready, waiting, unreachable = 0, [], []  # a down broker does not hold this up
         for address in addresses:
             try:
                 md = metadata(address, [topic])
             except (OSError, ValueError, struct.error) as exc:
-                last = f"{address}: {exc!r}"
+                unreachable.append(f"{address}: {exc!r}")
                 continue
-            last = _state(md, topic)
-            if last == "ready" and len(md.topics[topic]) == partitions:
-                return
-            break
+            state = _state(md, topic)
+            if state == "ready" and len(md.topics[topic]) != partitions:
+                state = f"{len(md.topics[topic])} of {partitions} partitions"
+            if state == "ready":
+                ready += 1
+            else:
+                waiting.append(f"{address}: {state}")
+        if ready and not waiting:
+            return
         if time.monotonic() >= deadline:
+            last = waiting or unreachable
             raise BrokerError(f"topic {topic!r} not ready after {timeout:.0f}s: {last}")
         time.sleep(0.1)
 

@@ -140,7 +140,11 @@ async def test_restart_keeps_port_and_data() -> None:
 
 
 async def partition_state(bootstrap: str, topic: str) -> dict[str, Any] | None:
-    """Leader and ISR of the topic's partition 0, or None while no broker tells."""
+    """Leader and ISR of the topic's partition 0, or None while no broker tells.
+
+    A broker that has not yet applied the topic's metadata answers with an error
+    code and no partitions, so that is "not yet" too, not a failure.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         await admin.start()
@@ -149,8 +153,10 @@ async def partition_state(bootstrap: str, topic: str) -> dict[str, Any] | None:
         return None
     finally:
         await admin.close()
-    (part,) = described["partitions"]
-    return dict(part)
+    parts = described.get("partitions") or []
+    if described.get("error_code", 0) != 0 or len(parts) != 1:
+        return None
+    return dict(parts[0])
 
 
 @pytest.mark.slow
