@@ -4,13 +4,14 @@ One task feeds one idempotent producer (acks=all) in submission order, so each
 partition sees every stream's records in the order the coalescer emitted them; many
 tasks calling `send()` would slow down quadratically (aiokafka #528).
 
-aiokafka retries retriable produce errors by itself, forever when idempotent, which
-covers a broker outage. It does not recover a partition after OutOfOrderSequenceNumber
-(aiokafka #1017), does not retry NotEnoughReplicas, and fails a batch whose leader stays
-unknown past the request timeout. For those the sink waits for what is in flight to
-settle, recreates the producer and resends the unacknowledged records in their order,
-until `--delivery-timeout-ms` after their submission; only then is a record reported
-as `delivery_failed`.
+aiokafka retries retriable produce errors by itself, with the batch's original
+sequence number and forever when idempotent: that covers a broker outage and
+NotEnoughReplicas (both tested against real brokers). It does not recover a partition
+after OutOfOrderSequenceNumber (aiokafka #1017), and fails a batch whose leader stays
+unknown past the request timeout. For what it does surface, the sink waits for what is
+in flight to settle, recreates the producer and resends the unacknowledged records in
+their order, until `--delivery-timeout-ms` after their submission; only then is a
+record reported as `delivery_failed`.
 """
 
 from __future__ import annotations
