@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from sidecar.metrics import Metrics
 from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
+from sidecar.testbed import Broker, KRaftCluster
 from tests.helpers import RawClient, done, full, make_config, open_server, start, text_delta
 
 pytestmark = pytest.mark.kafka
@@ -170,16 +172,32 @@ async def assert_topic_holds(bootstrap: str, topic: str, produced: int, agent: A
     assert len({(r.partition, r.offset) for r in records}) == len(records) == produced
 
 
+_CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def stored_codecs(cluster: KRaftCluster, topic: str) -> set[str]:
+    """The codec of every record batch in the topic's log segments on disk (the v2 batch
+    header: attributes, whose low 3 bits name the codec, sit 21 bytes in)."""
+    codecs = set()
+    for segment in cluster.root.glob(f"node-*/data/{topic}-*/*.log"):
+        data, i = segment.read_bytes(), 0
+        while i + 23 <= len(data):
+            (length,) = struct.unpack_from(">i", data, i + 8)
+            (attributes,) = struct.unpack_from(">h", data, i + 21)
+            codecs.add(_CODECS[attributes & 7])
+            i += 12 + length
+    return codecs
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_every_compression_codec_round_trips(
-    tmp_path: Path, kafka_bootstrap: str, new_topic: Any, codec: str
+    tmp_path: Path, kafka_broker: Broker, new_topic: Any, codec: str
 ) -> None:
-    """`--compression`: the broker takes each codec's batches (snappy, lz4 and zstd come
-    from cramjam) and a consumer reads back every stream intact."""
+    """`--compression`: the broker stores each codec's batches as sent (snappy, lz4 and
+    zstd come from cramjam) and a consumer reads back every stream intact."""
     topic = await new_topic(partitions=2)
-    config = make_config(
-        tmp_path, bootstrap_servers=kafka_bootstrap, topic=topic, compression=codec
-    )
+    bootstrap = kafka_broker.bootstrap_servers
+    config = make_config(tmp_path, bootstrap_servers=bootstrap, topic=topic, compression=codec)
     async with open_server(config, kafka=True) as server:
         agent = Agent(await RawClient.connect(config.socket), [("t1", "a"), ("t2", "b")])
         await agent.open()
@@ -187,4 +205,6 @@ async def test_every_compression_codec_round_trips(
         await agent.finish(timeout=60)
         produced = produced_count(server.metrics)
         await agent.client.aclose()
-    await assert_topic_holds(kafka_bootstrap, topic, produced, agent)
+    await assert_topic_holds(bootstrap, topic, produced, agent)
+    if isinstance(kafka_broker, KRaftCluster):  # its log files are ours to read
+        assert stored_codecs(kafka_broker, topic) == {codec}
