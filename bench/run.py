@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from sidecar.sink.kafka import create_topic, open_consumer
+from sidecar.sink.kafka import open_consumer
+from sidecar.testbed import create_topic, open_broker
 from sidecar.testbed.process import start_sidecar
 from sidecar.tools.client import open_client
 from sidecar.tools.loadgen import LoadSpec, percentile, run_load
@@ -78,7 +79,7 @@ async def idle_cpu(sock: Path, pid: int, streams: int, seconds: float) -> dict[s
 
 async def bench(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     topic = f"bench-{int(time.time())}"
-    await create_topic(bootstrap, topic, partitions=args.partitions)
+    await create_topic(bootstrap, name=topic, partitions=args.partitions)
     common = {"delta_chars": args.delta_chars, "connections": args.connections}
     # Throughput: agents write as fast as the socket takes it.
     burst = LoadSpec(args.streams, args.deltas, task_prefix="burst", **common)
@@ -138,8 +139,6 @@ def main() -> None:
     p.add_argument("--idle-streams", type=int, default=10_000)
     p.add_argument("--idle-seconds", type=float, default=10.0)
     args = p.parse_args()
-    from sidecar.testbed import open_broker
-
     with open_broker() as broker:
         result = asyncio.run(bench(broker.bootstrap_servers, args))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.sink.kafka import create_topic
+from sidecar.testbed import create_topic, open_broker
 from sidecar.testbed.process import sidecar_command, start_sidecar
 
 _WORDS = [
@@ -130,7 +130,7 @@ async def agent(socket: Path, task: str, rng: random.Random) -> int:
 
 async def demo(bootstrap: str, workdir: Path) -> int:
     topic = f"demo-task-updates-{int(time.time())}"
-    await create_topic(bootstrap, topic, partitions=3)
+    await create_topic(bootstrap, name=topic, partitions=3)
     sock = workdir / "sidecar.sock"
     env = {**os.environ, "SIDECAR_LOG_LEVEL": "warning"}
     proc = await start_sidecar(sock, bootstrap, topic, env=env)
@@ -155,8 +155,6 @@ async def demo(bootstrap: str, workdir: Path) -> int:
 
 
 def main() -> None:
-    from sidecar.testbed import open_broker
-
     with tempfile.TemporaryDirectory(prefix="sidecar-demo-") as tmp, open_broker() as broker:
         print(f"==> Kafka broker at {broker.bootstrap_servers}", flush=True)
         code = asyncio.run(demo(broker.bootstrap_servers, Path(tmp)))

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from sidecar.config import Config
 from sidecar.server import Server
 from sidecar.sink.base import SinkBase
 from sidecar.sink.memory import MemorySink
+from sidecar.testbed.probe import Partition
+from sidecar.testbed.topics import partition_state
 
 
 def parent(task: str, msg: str) -> dict[str, Any]:
@@ -119,3 +123,17 @@ def watch_pause(server: Server) -> asyncio.Event:
 
     server.sink.on_pressure = on_pressure
     return paused
+
+
+async def until_partition(
+    bootstrap: str, topic: str, ok: Callable[[Partition], bool], what: str, timeout: float = 60
+) -> Partition:
+    """Poll partition 0 of `topic` until `ok` holds of it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Partition | None = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(partition_state, bootstrap, topic)
+        if last is not None and ok(last):
+            return last
+        await asyncio.sleep(0.2)
+    pytest.fail(f"{what}: not within {timeout:.0f}s (last: {last})")

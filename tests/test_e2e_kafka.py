@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import struct
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from sidecar.config import Config
 from sidecar.metrics import Metrics
+from sidecar.server import Server
 from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
 from sidecar.testbed import Broker, KRaftCluster
 from tests.helpers import RawClient, done, full, make_config, open_server, start, text_delta
@@ -157,6 +161,27 @@ class Agent:
         assert {r["type"] for r in replies} == {"ack"}
 
 
+@contextlib.asynccontextmanager
+async def open_agent(
+    config: Config, streams: list[tuple[str, str]]
+) -> AsyncIterator[tuple[Server, Agent]]:
+    """A sidecar on `config` and an Agent that has opened `streams`, for the test to stream
+    and disturb Kafka in between. On a clean exit: end every stream and wait for the acks;
+    check that no producer recovery was needed and that the topic holds every stream once,
+    in order (PROTOCOL §5)."""
+    async with open_server(config, kafka=True) as server:
+        agent = Agent(await RawClient.connect(config.socket), streams)
+        await agent.open()
+        yield server, agent
+        await agent.finish(timeout=180)
+        produced = produced_count(server.metrics)
+        # A broker stopped, killed or short of in-sync replicas needs no new producer: the
+        # idempotent producer retries each batch with its own sequence number.
+        assert server.metrics.producer_recoveries._value.get() == 0
+        await agent.client.aclose()
+    await assert_topic_holds(config.bootstrap_servers, config.topic, produced, agent)
+
+
 def produced_count(metrics: Metrics) -> int:
     kinds = ("start", "delta", "full", "done")
     return int(sum(metrics.records_produced.labels(k)._value.get() for k in kinds))
@@ -198,13 +223,7 @@ async def test_every_compression_codec_round_trips(
     topic = await new_topic(partitions=2)
     bootstrap = kafka_broker.bootstrap_servers
     config = make_config(tmp_path, bootstrap_servers=bootstrap, topic=topic, compression=codec)
-    async with open_server(config, kafka=True) as server:
-        agent = Agent(await RawClient.connect(config.socket), [("t1", "a"), ("t2", "b")])
-        await agent.open()
+    async with open_agent(config, [("t1", "a"), ("t2", "b")]) as (_, agent):
         await agent.burst("x", 5)
-        await agent.finish(timeout=60)
-        produced = produced_count(server.metrics)
-        await agent.client.aclose()
-    await assert_topic_holds(bootstrap, topic, produced, agent)
     if isinstance(kafka_broker, KRaftCluster):  # its log files are ours to read
         assert stored_codecs(kafka_broker, topic) == {codec}

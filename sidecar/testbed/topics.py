@@ -12,7 +12,7 @@ import time
 import uuid
 
 from sidecar.testbed.base import BrokerError
-from sidecar.testbed.probe import Metadata, metadata
+from sidecar.testbed.probe import Metadata, Partition, metadata
 
 _seq = itertools.count(1)
 
@@ -77,6 +77,18 @@ def wait_topic_ready(bootstrap_servers: str, topic: str, partitions: int, timeou
             last = waiting or unreachable
             raise BrokerError(f"topic {topic!r} not ready after {timeout:.0f}s: {last}")
         time.sleep(0.1)
+
+
+def partition_state(bootstrap_servers: str, topic: str, partition: int = 0) -> Partition | None:
+    """The partition's leader and ISR as the first broker that answers sees them; None
+    while none answers or that one has not applied the topic's metadata yet."""
+    for address in bootstrap_servers.split(","):
+        try:
+            md = metadata(address.strip(), [topic])
+        except (OSError, ValueError, struct.error):  # e.g. a node just killed
+            continue
+        return md.topics.get(topic, {}).get(partition)
+    return None
 
 
 def _state(md: Metadata, topic: str) -> str:

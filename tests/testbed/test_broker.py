@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from sidecar.testbed import KRaftCluster, create_topic, obtain_broker
 from sidecar.testbed.base import port_accepts
+from sidecar.testbed.probe import Partition
+from tests.helpers import until_partition
 
 pytestmark = pytest.mark.kafka
 NewTopic = Callable[..., Awaitable[str]]
@@ -53,18 +53,6 @@ async def consume(
         return out
     finally:
         await c.stop()
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    """Poll `check()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    pytest.fail(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 async def test_idempotent_produce_then_consume(kafka_bootstrap: str, new_topic: NewTopic) -> None:
@@ -139,29 +127,12 @@ async def test_restart_keeps_port_and_data() -> None:
         await asyncio.to_thread(broker.close)
 
 
-async def partition_state(bootstrap: str, topic: str) -> dict[str, Any] | None:
-    """Leader and ISR of the topic's partition 0, or None while no broker tells.
-
-    A broker that has not yet applied the topic's metadata answers with an error
-    code and no partitions, so that is "not yet" too, not a failure.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await admin.start()
-        (described,) = await admin.describe_topics([topic])
-    except (KafkaError, OSError):  # e.g. the request went to the node just killed
-        return None
-    finally:
-        await admin.close()
-    parts = described.get("partitions") or []
-    if described.get("error_code", 0) != 0 or len(parts) != 1:
-        return None
-    return dict(parts[0])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_cluster_elects_new_leader_when_leader_dies() -> None:
+    def full_isr(p: Partition) -> bool:
+        return p.leader >= 0 and sorted(p.isr) == [1, 2, 3]
+
     cluster = await asyncio.to_thread(KRaftCluster, 3)
     try:
         bs = cluster.bootstrap_servers
@@ -169,21 +140,19 @@ async def test_cluster_elects_new_leader_when_leader_dies() -> None:
         topic = await create_topic(
             bs, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"}
         )
-        state = await until(
-            lambda: _full_isr(bs, topic), 60, "all three replicas in sync at the start"
-        )
-        old_leader = state["leader"]
+        state = await until_partition(bs, topic, full_isr, "all three replicas in sync")
+        old_leader = state.leader
         async with producer(bs) as p:
             for i in range(10):
                 await p.send_and_wait(topic, f"before-{i}".encode())
             await asyncio.to_thread(cluster.kill, old_leader)
-
-            async def new_leader() -> dict[str, Any] | None:
-                s = await partition_state(bs, topic)
-                return s if s and s["leader"] not in (old_leader, -1) else None
-
-            state = await until(new_leader, 60, f"a leader other than node {old_leader}")
-            assert old_leader not in state["isr"] and len(state["isr"]) == 2
+            state = await until_partition(
+                bs,
+                topic,
+                lambda part: part.leader not in (old_leader, -1),
+                f"a leader other than node {old_leader}",
+            )
+            assert old_leader not in state.isr and len(state.isr) == 2
             async with asyncio.timeout(60):  # the same producer carries on (acks=all, ISR 2)
                 for i in range(10):
                     await p.send_and_wait(topic, f"after-{i}".encode())
@@ -192,11 +161,6 @@ async def test_cluster_elects_new_leader_when_leader_dies() -> None:
             f"after-{i}" for i in range(10)
         ]
         await asyncio.to_thread(cluster.restart, old_leader)  # same ports and data
-        await until(lambda: _full_isr(bs, topic), 60, f"node {old_leader} back in sync")
+        await until_partition(bs, topic, full_isr, f"node {old_leader} back in sync")
     finally:
         await asyncio.to_thread(cluster.close)
-
-
-async def _full_isr(bootstrap: str, topic: str) -> dict[str, Any] | None:
-    s = await partition_state(bootstrap, topic)
-    return s if s and s["leader"] >= 0 and sorted(s["isr"]) == [1, 2, 3] else None
