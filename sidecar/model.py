@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from sidecar.protocol.replies import ErrorCode
 
 UpdateKind = Literal["start", "delta", "full", "done"]
 AckMode = Literal["none", "terminal", "all"]
@@ -54,7 +57,7 @@ class ReplyTarget(Protocol):
 
     def send_ack(self, seq: int, partition: int, offset: int) -> None: ...
 
-    def send_error(self, seq: int, code: str, message: str) -> None: ...
+    def send_error(self, seq: int, code: ErrorCode, message: str) -> None: ...
 
 
 @dataclass(slots=True)
