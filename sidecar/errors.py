@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from sidecar.protocol.replies import ErrorCode, Rejection
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
 __all__ = ["ErrorCode", "ExitCode", "Rejection", "StartupError"]
 

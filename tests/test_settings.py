@@ -11,8 +11,8 @@ from sidecar.cli import app
 from sidecar.config import Config, TailSettings, env_of, flag_of
 from sidecar.errors import ErrorCode, ExitCode, Rejection, StartupError
 from sidecar.options import SettingsError, cli_fields, load_settings
-from sidecar.protocol import FrameError, decode_frame
 from sidecar.transform.table import StreamRejected
+from sidecar_client.protocol import FrameError, decode_frame
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import Record
-from sidecar.protocol.replies import ErrorCode
+from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
 

@@ -12,7 +12,8 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
-from sidecar.protocol import (
+from sidecar.transform.table import StreamRejected
+from sidecar_client.protocol import (
     ErrorCode,
     FrameError,
     LineFramer,
@@ -21,7 +22,6 @@ from sidecar.protocol import (
     encode_ack,
     encode_error,
 )
-from sidecar.transform.table import StreamRejected
 
 if TYPE_CHECKING:
     from sidecar.source.hub import Hub

@@ -24,8 +24,8 @@ from sidecar.config import SocketPathSettings, TailSettings
 from sidecar.model import AckMode
 from sidecar.options import with_settings
 from sidecar.runtime import run
-from sidecar.tools.client import expects_ack, open_client
-from sidecar.tools.reassemble import Reassembler, Violation
+from sidecar_client.client import expects_ack, open_client
+from sidecar_client.reassemble import Reassembler, Violation
 
 if TYPE_CHECKING:
     from sidecar.sink.kafka import ConsumedRecord

@@ -38,9 +38,9 @@ from sidecar.model import (
     Update,
     UpdateKind,
 )
-from sidecar.protocol.replies import ErrorCode, Rejection
 from sidecar.transform.merge import Pending, delta_record, runs
 from sidecar.transform.stream import Stream
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
 
 class StreamRejected(Rejection):

@@ -29,8 +29,8 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from sidecar.model import AckMode, Hello, Update, UpdateKind
-from sidecar.protocol.replies import ErrorCode, Rejection
+from sidecar_client.protocol.model import AckMode, Hello, Update, UpdateKind
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
 INVALID_JSON = ErrorCode.INVALID_JSON
 INVALID_FRAME = ErrorCode.INVALID_FRAME
