@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar client tests bench
-	$(BIN)/ruff format --check sidecar client tests bench
+	$(BIN)/ruff check sidecar client tests bench testbed demo
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo
 	$(BIN)/mypy
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m sidecar.demo
+	$(BIN)/python -m demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
