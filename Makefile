@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image podman-setup
+.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools
 
 venv: $(STAMP)
 
@@ -25,7 +25,7 @@ check: $(STAMP)
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
 # obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check
+test: check deploy-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -45,6 +45,11 @@ lock: $(STAMP)
 	$(LOCK) --no-emit-package sidecar --no-emit-package sidecar-client \
 		requirements/image.in -o requirements/image.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
+
+# helm, kustomize and tools/psa for the deploy tests (tests/deploy), built once from the Go
+# module proxy into ~/.cache/sidecar/tools (cold: a few minutes, then nothing).
+deploy-tools:
+	tools/deploy-tools.sh >/dev/null
 
 # podman (+ runc, debootstrap) and the local python:3.11-slim stand-in; root, idempotent.
 podman-setup:

@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 MANIFEST = DEPLOY / "kubernetes" / "agent-with-sidecar.yaml"
 CHART = DEPLOY / "helm" / "sidecar"
-KUSTOMIZATIONS = [DEPLOY / "kustomize" / "base", *sorted((DEPLOY / "kustomize" / "overlays").iterdir())]
+KUSTOMIZATIONS = [
+    DEPLOY / "kustomize" / "base",
+    *sorted((DEPLOY / "kustomize" / "overlays").iterdir()),
+]
 VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 MIN_KUBE = "1.29.0"  # native sidecars: on by default from 1.29
 

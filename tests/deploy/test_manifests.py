@@ -14,8 +14,19 @@ import yaml
 from kubernetes_validate.utils import all_versions
 
 from tests.deploy import pod
-from tests.deploy.render import CASES, CHART, MANIFEST, MIN_KUBE, VALUES, docs, helm, helm_template
-from tests.deploy.render import rendered, run, tools
+from tests.deploy.render import (
+    CASES,
+    CHART,
+    MANIFEST,
+    MIN_KUBE,
+    VALUES,
+    docs,
+    helm,
+    helm_template,
+    rendered,
+    run,
+    tools,
+)
 
 # Building helm cold (tools/deploy-tools.sh) takes minutes; `make test` does it first.
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
@@ -23,7 +34,10 @@ pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
 KUBE_VERSIONS = [
     v for v in all_versions() if tuple(map(int, v.split(".")[:2])) >= (1, 29)
 ]  # every version the installed kubernetes-validate knows, from the first native-sidecar one
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:
