@@ -46,6 +46,11 @@ def problems(doc: dict[str, Any], *, agent_drain: float = AGENT_DRAIN_S) -> list
     if "restartPolicy" in socket_dir:
         found.append("socket-dir must run to completion before the sidecar starts")
     e = env(sidecar)
+    # socket-dir's folder must belong to the sidecar's uid (the sidecar refuses others').
+    uid = spec.get("securityContext", {}).get("runAsUser")
+    uids = {c.get("securityContext", {}).get("runAsUser", uid) for c in (socket_dir, sidecar)}
+    if len(uids) != 1:
+        found.append(f"socket-dir and sidecar run as different uids {uids}")
 
     # The socket: one path for both, in the folder socket-dir makes, on the shared emptyDir.
     socket = e.get("SIDECAR_SOCKET")

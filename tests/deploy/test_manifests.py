@@ -224,12 +224,16 @@ def _small_memory(spec: dict[str, Any]) -> None:
     spec["initContainers"][1]["resources"]["limits"]["memory"] = "256Mi"
 
 
+def _other_uid(spec: dict[str, Any]) -> None:
+    spec["initContainers"][0]["securityContext"]["runAsUser"] = 10002
+
+
 def _other_socket(spec: dict[str, Any]) -> None:
     spec["containers"][0]["env"][0]["value"] = "/run/sidecar/sidecar.sock"
 
 
 @pytest.mark.parametrize(
-    "mutate", [_reorder, _short_grace, _loopback, _small_memory, _other_socket]
+    "mutate", [_reorder, _short_grace, _loopback, _small_memory, _other_socket, _other_uid]
 )
 def test_invariants_refuse_a_broken_pod(mutate: Any) -> None:
     assert pod.problems(broken(mutate)) != []
