@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image podman-setup
+.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools
 
 venv: $(STAMP)
 
@@ -24,9 +24,12 @@ check: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
-# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check
+# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars),
+# the image smoke test (podman), then the kafka-marked tests once more with the broker from
+# testcontainers, served by podman's Docker API (scripts/testcontainers-run.sh).
+test: check deploy-tools image
 	$(BIN)/pytest $(PYTEST_ARGS)
+	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
@@ -45,6 +48,11 @@ lock: $(STAMP)
 	$(LOCK) --no-emit-package sidecar --no-emit-package sidecar-client \
 		requirements/image.in -o requirements/image.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
+
+# helm, kustomize and tools/psa for the deploy tests (tests/deploy), built once from the Go
+# module proxy into ~/.cache/sidecar/tools (cold: a few minutes, then nothing).
+deploy-tools:
+	tools/deploy-tools.sh >/dev/null
 
 # podman (+ runc, debootstrap) and the local python:3.11-slim stand-in; root, idempotent.
 podman-setup:

@@ -51,12 +51,13 @@ def manifest_memory_limit() -> int:
     """The sidecar container's memory limit in the native-sidecar manifest, in bytes."""
     for doc in yaml.safe_load_all(MANIFEST.read_text()):
         pod: dict[str, Any] = ((doc or {}).get("spec") or {}).get("template", {}).get("spec", {})
-        for container in pod.get("initContainers", []) + pod.get("containers", []):
-            if "sidecar" in container.get("image", ""):
+        # The native sidecar: the init container that keeps running beside the agent.
+        for container in pod.get("initContainers", []):
+            if container.get("restartPolicy") == "Always":
                 limit = str(container["resources"]["limits"]["memory"])
                 number, unit = re.fullmatch(r"(\d+)([KMG]i?)?", limit).groups()  # type: ignore[union-attr]
                 return int(number) * UNITS.get(unit or "", 1)
-    raise AssertionError(f"no sidecar container with a memory limit in {MANIFEST}")
+    raise AssertionError(f"no native sidecar container (restartPolicy: Always) in {MANIFEST}")
 
 
 @pytest.fixture(scope="session")
