@@ -140,7 +140,8 @@ def test_helm_secured_settings() -> None:
 @pytest.mark.parametrize(
     ("sets", "reason"),
     [
-        (("kafka.securityProtocol=TLS",), "kafka.securityProtocol must be one of"),
+        (("kafka.securityProtocol=TLS",), "/kafka/securityProtocol': value must be one of"),
+        (("sidecar.maxPendingBytes=lots",), "/sidecar/maxPendingBytes': got string"),
         (("kafka.securityProtocol=SASL_SSL",), "kafka.sasl.mechanism is required"),
         (
             ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.mechanism=SCRAM-SHA-512"),
