@@ -2,9 +2,9 @@
 
 Only consecutive deltas of one channel (delta type, channel fields, update `index`, as
 `Update.channel`; None merges with nothing) merge; different channels are never
-reordered (A A B A gives three records: AA, B, A). A merged record's value is the first delta's object with its text
-field replaced by the concatenation; a lone delta goes out as the bytes the agent sent,
-never re-serialized.
+reordered (A A B A gives three records: AA, B, A). A merged record's value is the first
+delta's object with its text field replaced by the concatenation; a lone delta goes out
+as the bytes the agent sent, never re-serialized.
 """
 
 from __future__ import annotations
