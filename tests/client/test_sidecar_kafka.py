@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from sidecar.sink.kafka import ConsumedRecord, open_consumer
-from sidecar.testbed.process import start_sidecar
+from testbed.process import start_sidecar
 from sidecar_client import Delivery, FrameRejected, NotDelivered, SidecarClient
 from tests.conftest import NewTopic
 from tests.helpers import done, start, text_delta
