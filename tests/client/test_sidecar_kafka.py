@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from sidecar.sink.kafka import ConsumedRecord, open_consumer
-from testbed.process import start_sidecar
 from sidecar_client import Delivery, FrameRejected, NotDelivered, SidecarClient
+from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import done, start, text_delta
 

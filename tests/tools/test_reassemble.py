@@ -52,14 +52,18 @@ def test_text_stream() -> None:
     assert (s.records, s.deltas, s.channels) == (5, 3, {"text": "hello"})
     assert r.violations == [] and r.open == {} and r.finished == 1
     # The content, exactly as agentex's DeltaAccumulator builds it (TextContent dumped).
-    assert s.to_json()["content"] == s.content == {
-        "author": "agent",
-        "content": "hello",
-        "attachments": None,
-        "format": "plain",
-        "style": "static",
-        "type": "text",
-    }
+    assert (
+        s.to_json()["content"]
+        == s.content
+        == {
+            "author": "agent",
+            "content": "hello",
+            "attachments": None,
+            "format": "plain",
+            "style": "static",
+            "type": "text",
+        }
+    )
 
 
 def test_channels_are_kept_apart() -> None:
