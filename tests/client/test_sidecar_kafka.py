@@ -120,11 +120,15 @@ async def test_backpressure_makes_the_client_wait_not_grow(
     async def agent() -> None:
         nonlocal sent
         for i in range(n):
-            if sidecar.buffered_bytes >= high_water:
-                stalled.set()  # the socket is full and the queue too: this send waits
+            in_transport = sidecar.unsent_bytes - sidecar.buffered_bytes
+            if sidecar.buffered_bytes >= high_water and in_transport > high_water:
+                # The kernel's socket buffer is full (the transport holds more than its
+                # high-water mark), then the queue: this send waits for the sidecar.
+                stalled.set()
             await sidecar.send(text_delta("t", "m", f"{i:05d}" + "x" * frame))
             sent += 1
 
+    writer = asyncio.create_task(asyncio.sleep(0))
     try:
         await (await sidecar.send(done("t", "warm-up"))).wait(30)
         os.kill(proc.pid, signal.SIGSTOP)  # the sidecar stops reading its socket
@@ -143,6 +147,7 @@ async def test_backpressure_makes_the_client_wait_not_grow(
         ack = await end.wait(60)
     finally:
         os.kill(proc.pid, signal.SIGCONT)
+        writer.cancel()
         await sidecar.aclose()
         proc.terminate()
         await proc.wait()
