@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools
+
 # agentex-sdk needs Python >= 3.12; its end-to-end test runs in a venv of its own.
 # These machines have CPython 3.12 under pyenv, not on PATH (pyenv's shim refuses it
 # unless selected), so the pyenv build comes first; any python3.12 on PATH otherwise.
@@ -13,7 +15,7 @@ AGENTEX_VENV := .venv-agentex
 AGENTEX_STAMP := $(AGENTEX_VENV)/.installed
 AGENTEX_SDK := agentex-sdk==0.28.4
 
-.PHONY: venv agentex-venv check test test-fast demo bench clean lock image podman-setup
+.PHONY: agentex-venv
 
 venv: $(STAMP)
 
@@ -43,7 +45,7 @@ check: $(STAMP)
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
 # obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check $(AGENTEX_STAMP)
+test: check deploy-tools $(AGENTEX_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -63,6 +65,11 @@ lock: $(STAMP)
 	$(LOCK) --no-emit-package sidecar --no-emit-package sidecar-client \
 		requirements/image.in -o requirements/image.txt
 	$(LOCK) requirements/build.in -o requirements/build.txt
+
+# helm, kustomize and tools/psa for the deploy tests (tests/deploy), built once from the Go
+# module proxy into ~/.cache/sidecar/tools (cold: a few minutes, then nothing).
+deploy-tools:
+	tools/deploy-tools.sh >/dev/null
 
 # podman (+ runc, debootstrap) and the local python:3.11-slim stand-in; root, idempotent.
 podman-setup:

@@ -16,6 +16,7 @@ from sidecar_client.protocol.framing import Event, Line, LineFramer, Oversize
 from sidecar_client.protocol.replies import (
     ERROR_CODES,
     ErrorCode,
+    Rejection,
     decode_reply,
     encode_ack,
     encode_error,
@@ -34,6 +35,7 @@ __all__ = [
     "Line",
     "LineFramer",
     "Oversize",
+    "Rejection",
     "decode_frame",
     "decode_reply",
     "encode_ack",
