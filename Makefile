@@ -38,8 +38,8 @@ $(AGENTEX_STAMP): client/pyproject.toml
 	touch $(AGENTEX_STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar client tests bench testbed demo
-	$(BIN)/ruff format --check sidecar client tests bench testbed demo
+	$(BIN)/ruff check sidecar client tests bench testbed demo scripts
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo scripts
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

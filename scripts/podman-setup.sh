@@ -27,9 +27,11 @@ fi
 
 # 2. Runtime settings. runc, not crun: crun refuses the hybrid cgroup v1+v2 mount of this
 # machine kind. Lower ulimits: root here lacks CAP_SYS_RESOURCE and the hard nofile limit is
-# below the 1048576 that rootful podman asks for, so runc cannot set it.
+# below the 1048576 that rootful podman asks for, so runc cannot set it. netavark, named:
+# Debian's podman also ships a CNI config, and a fresh store would otherwise weigh the two.
 CONF=/etc/containers/containers.conf
-if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
+if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null \
+        || ! grep -q '^network_backend = "netavark"' "$CONF"; then
     log "writing $CONF"
     mkdir -p /etc/containers
     hard=$(ulimit -Hn)
@@ -38,6 +40,8 @@ if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
 default_ulimits = ["nofile=$hard:$hard", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
+[network]
+network_backend = "netavark"
 CONF
 fi
 
