@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean
+.PHONY: venv check test test-fast demo bench clean rules tools
 
 venv: $(STAMP)
 
@@ -16,16 +16,28 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar tests bench
-	$(BIN)/ruff format --check sidecar tests bench
+	$(BIN)/ruff check sidecar tests bench deploy
+	$(BIN)/ruff format --check sidecar tests bench deploy
 	$(BIN)/mypy
+
+# promtool and prometheus (Debian's package `prometheus`) for the alerting-rule tests and
+# the dashboard test that scrapes a real sidecar. CI runs as root on a fresh machine.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "==> installing Debian's prometheus package (promtool, prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# deploy/prometheus/prometheusrule.yaml is made from sidecar-rules.yaml, the one source.
+rules: $(STAMP)
+	$(BIN)/python deploy/prometheus/make_prometheusrule.py
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
 # obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check
+test: check tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
