@@ -26,7 +26,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.testbed.process import start_sidecar
+from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import RawClient, done, start, text_delta
 from tests.monitoring.sources import RULES, dashboard_exprs, rule_exprs, used_metric_names
