@@ -56,9 +56,12 @@ rules: $(STAMP)
 	$(BIN)/python deploy/prometheus/make_prometheusrule.py
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
-# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check deploy-tools tools $(AGENTEX_STAMP)
+# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars),
+# the image smoke test (podman), then the kafka-marked tests once more with the broker from
+# testcontainers, served by podman's Docker API (scripts/testcontainers-run.sh).
+test: check deploy-tools tools $(AGENTEX_STAMP) image
 	$(BIN)/pytest $(PYTEST_ARGS)
+	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
 test-fast: $(STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
