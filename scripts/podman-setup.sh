@@ -20,8 +20,9 @@ fi
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null \
         || ! command -v debootstrap >/dev/null; then
     log "installing podman, runc, debootstrap (apt)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends \
         podman runc debootstrap netavark aardvark-dns conmon catatonit iptables >/dev/null
 fi
 
