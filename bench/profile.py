@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 from bench.run import cpu_seconds
-from sidecar.testbed import create_topic, open_broker, unique_topic_name
-from sidecar.testbed.process import start_sidecar
 from sidecar.tools.loadgen import LoadSpec, run_load
+from testbed import create_topic, open_broker, unique_topic_name
+from testbed.process import start_sidecar
 
 # (stage, path fragment): the innermost frame matching a fragment names the stage.
 STAGES = (

@@ -1,70 +1,330 @@
-"""Validated run-time configuration: the CLI parses into this, the server reads only this."""
+"""The settings model: every option of every command is one field here.
+
+A field's description is its `--help` text; its name gives the flag (`--flush-interval-ms`)
+and the environment variable (`SIDECAR_FLUSH_INTERVAL_MS`); sidecar.settings_cli derives
+the typer options from these classes. A flag wins over the environment, which wins over
+the default. Durations are seconds unless the name ends in `_ms`; sizes are bytes.
+
+Fields are grouped by the part of the data path they configure; a command's settings
+class is the groups it needs, so `run`, `check` and `tail` share one definition of the
+Kafka connection and security options.
+
+To add an option: add a field with `setting(...)`, a default and a whole-sentence
+description (what it does, the default's meaning, the unit, what each choice means).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 OnDisconnect = Literal["end", "keep"]
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 MiB = 1024 * 1024
+ENV_PREFIX = "SIDECAR_"
+# Kafka's record batch header plus one record's framing, key and our headers, rounded
+# up: a frame of --max-frame-bytes must fit in a produce request with these around it.
+RECORD_OVERHEAD_BYTES = 4096
 
 
-class Config(BaseModel):
-    """Everything `sidecar run` takes. Durations in seconds unless the name ends in `_ms`."""
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    cli: bool = True,
+    show: str | None = None,
+    octal: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A field of the settings model. `help` is the option's help text; `flag` overrides
+    the derived declaration (`--uvloop/--no-uvloop`); `cli=False` keeps the field out of
+    the command line (secrets: environment only); `show` is the default as --help prints
+    it; `octal` takes and shows the value as an octal string (file modes)."""
+    extra: dict[str, Any] = {"cli": cli, "octal": octal}
+    if flag is not None:
+        extra["flag"] = flag
+    if show is not None:
+        extra["show"] = show
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Source: the Unix socket.
-    socket: Path = Path("/tmp/sidecar.sock")
-    socket_mode: int = Field(default=0o660, ge=0, le=0o777)
-    max_frame_bytes: int = Field(default=MiB, ge=64)
-    max_reply_bytes: int = Field(default=MiB, ge=1024)
+def combo_error(message: str) -> PydanticCustomError:
+    """A rejected setting or combination, with the message as written (pydantic would
+    prefix "Value error, "); a combination's message names its settings by their flags.
+    Braces are doubled: pydantic formats the message with its context."""
+    return PydanticCustomError("setting", message.replace("{", "{{").replace("}", "}}"))
 
-    # Transform: coalescing and stream lifecycle.
-    flush_interval_ms: int = Field(default=50, ge=0)
-    max_buffered_chars: int = Field(default=128, ge=1)
-    closed_stream_ttl: float = Field(default=600.0, ge=0)
-    stream_idle_timeout: float = Field(default=300.0, gt=0)
-    on_disconnect: OnDisconnect = "end"
 
-    # Sink: Kafka.
-    bootstrap_servers: str = "localhost:9092"
-    topic: str = Field(default="task-updates", min_length=1, max_length=249)
-    client_id: str = "sidecar"
-    linger_ms: int = Field(default=5, ge=0)
-    compression: Compression = "none"
-    max_batch_bytes: int = Field(default=512 * 1024, ge=1024)
-    max_request_bytes: int = Field(default=2 * MiB, ge=1024)
-    request_timeout_ms: int = Field(default=30_000, ge=100)
-    delivery_timeout_ms: int = Field(default=120_000, ge=100)
-    max_pending_bytes: int = Field(default=64 * MiB, ge=1024)
+class _Settings(BaseSettings):
+    # The --help section the group's options are listed under.
+    panel: ClassVar[str] = "Options"
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        # An empty variable (`SIDECAR_SSL_CA_FILE=`) means unset, as shells and manifests
+        # often write it.
+        env_ignore_empty=True,
+    )
 
-    # Lifecycle and operations.
-    shutdown_timeout: float = Field(default=25.0, gt=0)
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8081, ge=0, le=65535)
-    require_kafka: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: LogFormat = "text"
-    uvloop: bool = True
+
+class SocketPathSettings(_Settings):
+    panel: ClassVar[str] = "Socket"
+
+    socket: Path = setting(
+        Path("/tmp/sidecar.sock"),
+        "Path of the Unix socket agents write to; run creates it, the client commands "
+        "connect to it.",
+    )
+
+
+class SocketSettings(SocketPathSettings):
+    socket_mode: int = setting(
+        0o660,
+        "File mode of the socket, as an octal number: who may connect (0660: the owner "
+        "and the group).",
+        octal=True,
+        ge=0,
+        le=0o777,
+    )
+    max_frame_bytes: int = setting(
+        MiB,
+        "Longest accepted line, in bytes; a longer one is skipped and answered with "
+        "frame_too_large.",
+        ge=64,
+    )
+    max_reply_bytes: int = setting(
+        MiB,
+        "Unread replies kept per client, in bytes; past it further replies to that client "
+        "are dropped and counted.",
+        ge=1024,
+    )
+    listen_backlog: int = setting(
+        1024,
+        "Connections the kernel queues on the socket before run accepts them (the listen "
+        "backlog; the kernel caps it at net.core.somaxconn).",
+        ge=1,
+        le=65535,
+    )
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _octal(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return int(v, 8)
+            except ValueError:
+                raise combo_error(f"{v!r} is not an octal file mode such as 0660") from None
+        return v
+
+
+class TransformSettings(_Settings):
+    panel: ClassVar[str] = "Coalescing and streams"
+
+    flush_interval_ms: int = setting(
+        50,
+        "Coalescing window per stream, in milliseconds: deltas arriving within it are "
+        "merged into one record; 0 turns coalescing off (one record per delta).",
+        ge=0,
+    )
+    max_buffered_chars: int = setting(
+        128,
+        "Flush a stream at once when this many characters of text are pending, before its "
+        "window ends.",
+        ge=1,
+    )
+    closed_stream_ttl: float = setting(
+        600.0,
+        "How long a closed stream is remembered, in seconds: frames for it within this "
+        "time are rejected with stream_closed.",
+        ge=0,
+    )
+    stream_idle_timeout: float = setting(
+        300.0,
+        "End a stream (terminal_reason idle_timeout) when no frame arrived for it for "
+        "this long, in seconds.",
+        gt=0,
+    )
+    on_disconnect: OnDisconnect = setting(
+        "end",
+        "What happens to a client's open streams when it disconnects: end ends each with "
+        "a done (terminal_reason disconnect); keep leaves them open for a reconnect.",
+    )
+
+    @property
+    def flush_interval(self) -> float:
+        return self.flush_interval_ms / 1000.0
+
+
+class KafkaSettings(_Settings):
+    """Reaching Kafka: shared by every command that talks to it (run, check, tail)."""
+
+    panel: ClassVar[str] = "Kafka connection"
+
+    bootstrap_servers: str = setting(
+        "localhost:9092",
+        "Kafka brokers to bootstrap from, as host:port[,host:port...].",
+    )
+    topic: str = setting(
+        "task-updates",
+        "Kafka topic the records go to (and that check and tail read); it must exist: "
+        "nothing here creates it.",
+        min_length=1,
+        max_length=249,
+    )
+    client_id: str = setting("sidecar", "Kafka client id, as brokers log and quota it.")
 
     @field_validator("bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, v: str) -> str:
         hosts = [h.strip() for h in v.split(",") if h.strip()]
         if not hosts or any(":" not in h for h in hosts):
-            raise ValueError("expected host:port[,host:port...]")
+            raise combo_error("expected host:port[,host:port...]")
         return ",".join(hosts)
 
-    @property
-    def flush_interval(self) -> float:
-        return self.flush_interval_ms / 1000.0
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        # Kafka's own rule (Topic.validate): legal characters, and not "." or "..".
+        if v in (".", "..") or any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in v):
+            raise combo_error(
+                f"{v!r} is not a valid Kafka topic name (ASCII letters, digits, '.', '_' "
+                "and '-' only, and not '.' or '..')"
+            )
+        return v
+
+
+class ProducerSettings(_Settings):
+    panel: ClassVar[str] = "Kafka producer"
+
+    linger_ms: int = setting(
+        5,
+        "How long the producer waits to fill a batch before sending it, in milliseconds.",
+        ge=0,
+    )
+    compression: Compression = setting(
+        "none",
+        "Compression of record batches: none, gzip, snappy, lz4 or zstd.",
+    )
+    max_batch_bytes: int = setting(
+        512 * 1024,
+        "Largest record batch per partition, in bytes; at most --max-request-bytes.",
+        ge=1024,
+    )
+    max_request_bytes: int = setting(
+        2 * MiB,
+        "Largest produce request, in bytes; a record larger than this fails with "
+        "delivery_failed, so it must hold a frame of --max-frame-bytes.",
+        ge=1024,
+    )
+    request_timeout_ms: int = setting(
+        30_000,
+        "How long to wait for a broker to answer one request, in milliseconds.",
+        ge=100,
+    )
+    delivery_timeout_ms: int = setting(
+        120_000,
+        "How long a record may wait for Kafka's acknowledgement, retries included, before "
+        "it fails with delivery_failed, in milliseconds; at least --request-timeout-ms "
+        "plus --linger-ms.",
+        ge=100,
+    )
+    max_pending_bytes: int = setting(
+        64 * MiB,
+        "Bytes of records accepted and not yet acknowledged by Kafka; past it run stops "
+        "reading the sockets (backpressure) until they fall to three quarters.",
+        ge=1024,
+    )
 
     @property
     def compression_type(self) -> str | None:
         return None if self.compression == "none" else self.compression
+
+
+class LogSettings(_Settings):
+    panel: ClassVar[str] = "Logging"
+
+    log_level: LogLevel = setting(
+        "info", "Least severe log level written: debug, info, warning or error."
+    )
+    log_format: LogFormat = setting(
+        "text",
+        "Log line format on standard error: text (for people) or json (one JSON object "
+        "per line, RFC 3339 timestamps, for log collectors).",
+    )
+
+
+class OpsSettings(_Settings):
+    panel: ClassVar[str] = "Operations"
+
+    shutdown_timeout: float = setting(
+        25.0,
+        "Hard deadline from SIGTERM to exit, in seconds: ending streams and waiting for "
+        "Kafka to acknowledge them.",
+        gt=0,
+    )
+    http_host: str = setting(
+        "0.0.0.0",
+        "Address the operations endpoint (/metrics, /healthz, /readyz) listens on.",
+    )
+    http_port: int = setting(
+        8081,
+        "TCP port of the operations endpoint (/metrics, /healthz, /readyz); 0 turns it off.",
+        ge=0,
+        le=65535,
+    )
+    require_kafka: bool = setting(
+        False,
+        "Fail /readyz while Kafka is unreachable; by default an outage does not, because "
+        "the sidecar keeps accepting and retries.",
+    )
+    uvloop: bool = setting(
+        True, "Run on uvloop when it is installed; --no-uvloop uses asyncio's own loop."
+    )
+
+
+class Config(
+    SocketSettings, TransformSettings, ProducerSettings, KafkaSettings, OpsSettings, LogSettings
+):
+    """Everything `sidecar run` takes (and `sidecar check` validates)."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        if self.delivery_timeout_ms < self.request_timeout_ms + self.linger_ms:
+            raise combo_error(
+                f"--delivery-timeout-ms ({self.delivery_timeout_ms}) must be at least "
+                f"--request-timeout-ms + --linger-ms ({self.request_timeout_ms + self.linger_ms})"
+            )
+        if self.max_batch_bytes > self.max_request_bytes:
+            raise combo_error(
+                f"--max-batch-bytes ({self.max_batch_bytes}) must not exceed "
+                f"--max-request-bytes ({self.max_request_bytes})"
+            )
+        if self.max_frame_bytes + RECORD_OVERHEAD_BYTES > self.max_request_bytes:
+            raise combo_error(
+                f"--max-frame-bytes ({self.max_frame_bytes}) plus {RECORD_OVERHEAD_BYTES} "
+                f"bytes of record overhead must fit in --max-request-bytes "
+                f"({self.max_request_bytes}): such a frame could never be delivered"
+            )
+        return self
+
+
+class TailSettings(KafkaSettings, LogSettings):
+    """What `sidecar tail` takes besides its own display options."""
+
+
+def flag_of(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_of(field: str) -> str:
+    return ENV_PREFIX + field.upper()

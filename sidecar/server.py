@@ -13,6 +13,7 @@ import signal
 from collections.abc import Iterator
 
 from sidecar.config import Config
+from sidecar.errors import ExitCode
 from sidecar.metrics import Metrics
 from sidecar.model import Record
 from sidecar.ops import OpsServer
@@ -23,10 +24,6 @@ from sidecar.source.listener import open_unix_listener, release_socket_path
 from sidecar.transform.table import StreamTable
 
 log = logging.getLogger("sidecar.server")
-
-EXIT_OK = 0
-EXIT_UNDELIVERED = 1
-EXIT_USAGE = 2
 
 
 class Server:
@@ -79,7 +76,7 @@ class Server:
         m.connections = lambda: len(self.hub.connections)
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._listener = await open_unix_listener(
-            cfg.socket, cfg.socket_mode, lambda: Connection(self.hub)
+            cfg.socket, cfg.socket_mode, lambda: Connection(self.hub), backlog=cfg.listen_backlog
         )
         if cfg.http_port:
             self._ops = OpsServer(self.metrics, self.readiness)
@@ -106,7 +103,7 @@ class Server:
         # and end what is still open, so each stream gets its one terminal.
         ended = self.table.end_all("shutdown")
         log.info("shutting down: ended %d open streams, waiting for Kafka", ended)
-        code = EXIT_OK
+        code = ExitCode.OK
         flushed = asyncio.ensure_future(sink.flush())
         forced = asyncio.ensure_future(self._forced.wait())
         await asyncio.wait(
@@ -122,7 +119,7 @@ class Server:
                 sink.pending_records,
                 sink.pending_bytes,
             )
-            code = EXIT_UNDELIVERED
+            code = ExitCode.RUNTIME
         hub.close_all()
         await self._cancel_sink()
         self.table.close()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import AckToken, Record
+from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
 
@@ -150,7 +151,7 @@ class SinkBase:
             reason,
         )
         for token in record.acks:
-            token.target.send_error(token.seq, "delivery_failed", reason)
+            token.target.send_error(token.seq, ErrorCode.DELIVERY_FAILED, reason)
 
     def _settle(self, record: Record) -> None:
         """No longer pending."""

@@ -12,7 +12,9 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
-from sidecar.protocol import (
+from sidecar.transform.table import StreamRejected
+from sidecar_client.protocol import (
+    ErrorCode,
     FrameError,
     LineFramer,
     Oversize,
@@ -20,7 +22,6 @@ from sidecar.protocol import (
     encode_ack,
     encode_error,
 )
-from sidecar.transform.table import StreamRejected
 
 if TYPE_CHECKING:
     from sidecar.source.hub import Hub
@@ -54,7 +55,7 @@ class Connection(asyncio.Protocol):
                 self.hub.metrics.frames["invalid"] += 1
                 self.send_error(
                     event.seq,
-                    "frame_too_large",
+                    ErrorCode.FRAME_TOO_LARGE,
                     f"line longer than --max-frame-bytes {self.hub.config.max_frame_bytes}; "
                     "skipped",
                 )
@@ -89,13 +90,15 @@ class Connection(asyncio.Protocol):
         if isinstance(frame, Hello):
             hub.metrics.frames["hello"] += 1
             if seq != 1:
-                self.send_error(seq, "invalid_frame", "hello is only allowed as the first line")
+                self.send_error(
+                    seq, ErrorCode.INVALID_FRAME, "hello is only allowed as the first line"
+                )
                 return
             self.acks, self.client = frame.acks, frame.client
             return
         hub.metrics.frames[frame.kind] += 1
         if hub.draining:
-            self.send_error(seq, "shutting_down", "the sidecar is shutting down")
+            self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
             return
         ack = None
         if self.acks == "all" or (self.acks == "terminal" and frame.kind in TERMINAL_KINDS):
@@ -114,7 +117,7 @@ class Connection(asyncio.Protocol):
         self._reply(encode_ack(seq, partition, offset))
         self._answered(seq)
 
-    def send_error(self, seq: int, code: str, message: str) -> None:
+    def send_error(self, seq: int, code: ErrorCode, message: str) -> None:
         errors = self.hub.metrics.errors
         errors[code] = errors.get(code, 0) + 1
         self._reply(encode_error(seq, code, message))

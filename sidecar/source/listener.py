@@ -10,8 +10,10 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from sidecar.errors import StartupError
 
-class SocketInUseError(RuntimeError):
+
+class SocketInUseError(StartupError):
     """Another process is accepting on the socket path (`run` exits 2)."""
 
 

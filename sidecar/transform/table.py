@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import partial
-from typing import Literal
 
 import orjson
 
@@ -41,18 +40,12 @@ from sidecar.model import (
 )
 from sidecar.transform.merge import Pending, delta_record, exact, runs
 from sidecar.transform.stream import Stream
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
-RejectCode = Literal["stream_exists", "stream_closed"]
 
-
-class StreamRejected(Exception):
-    """A frame that breaks the stream rules; it produced nothing. `code` is the reply's
-    error code."""
-
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code: RejectCode = code
-        self.message = message
+class StreamRejected(Rejection):
+    """A frame that breaks the stream rules (`stream_exists`, `stream_closed`); it
+    produced nothing."""
 
 
 class StreamTable:
@@ -129,13 +122,16 @@ class StreamTable:
         if stream is None:
             if key in self._closed:
                 raise StreamRejected(
-                    "stream_closed", f"stream {key[0]}/{key[1]} has ended; no frame may follow"
+                    ErrorCode.STREAM_CLOSED,
+                    f"stream {key[0]}/{key[1]} has ended; no frame may follow",
                 )
             stream = Stream(key, owner, now)  # explicit or implicit open
             opened[key] = stream
             self._by_owner.setdefault(owner, {})[key] = None
         elif kind == "start":
-            raise StreamRejected("stream_exists", f"stream {key[0]}/{key[1]} is already open")
+            raise StreamRejected(
+                ErrorCode.STREAM_EXISTS, f"stream {key[0]}/{key[1]} is already open"
+            )
         else:
             opened.move_to_end(key)
             stream.last_active = now
