@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools
+.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools rules tools
 
 # agentex-sdk needs Python >= 3.12; its end-to-end test runs in a venv of its own.
 # These machines have CPython 3.12 under pyenv, not on PATH (pyenv's shim refuses it
@@ -38,20 +38,32 @@ $(AGENTEX_STAMP): client/pyproject.toml
 	touch $(AGENTEX_STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar client tests bench testbed demo
-	$(BIN)/ruff format --check sidecar client tests bench testbed demo
+	$(BIN)/ruff check sidecar client tests bench testbed demo deploy
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo deploy
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+
+# promtool and prometheus (Debian's package `prometheus`) for the alerting-rule tests and
+# the dashboard test that scrapes a real sidecar. CI runs as root on a fresh machine.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "==> installing Debian's prometheus package (promtool, prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# deploy/prometheus/prometheusrule.yaml is made from sidecar-rules.yaml, the one source.
+rules: $(STAMP)
+	$(BIN)/python deploy/prometheus/make_prometheusrule.py
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
 # obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars),
 # the image smoke test (podman), then the kafka-marked tests once more with the broker from
 # testcontainers, served by podman's Docker API (scripts/testcontainers-run.sh).
-test: check deploy-tools $(AGENTEX_STAMP) image
+test: check deploy-tools tools $(AGENTEX_STAMP) image
 	$(BIN)/pytest $(PYTEST_ARGS)
 	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)

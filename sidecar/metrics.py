@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -88,9 +88,12 @@ class Metrics:
         self.pending_bytes: Callable[[], float] = lambda: 0
         self.backpressure: Callable[[], float] = lambda: 0
         self.kafka_up: Callable[[], float] = lambda: 0
+        self.max_pending_bytes = 0  # the --max-pending-bytes bound (the server sets it)
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
+        # process_* (CPU, memory, open fds, start time: the restart alert reads it).
+        ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -144,6 +147,11 @@ class _Collector(Collector):
             "sidecar_pending_bytes",
             "Bytes of records accepted and not yet acknowledged by Kafka.",
             m.pending_bytes(),
+        )
+        yield _gauge(
+            "sidecar_max_pending_bytes",
+            "The --max-pending-bytes bound: past it socket reads pause (backpressure).",
+            m.max_pending_bytes,
         )
         yield _gauge(
             "sidecar_backpressure",

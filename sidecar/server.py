@@ -74,6 +74,7 @@ class Server:
         m.pending_bytes = lambda: sink.pending_bytes
         m.backpressure = lambda: float(sink.paused)
         m.connections = lambda: len(self.hub.connections)
+        m.max_pending_bytes = sink.max_pending_bytes
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._listener = await open_unix_listener(
             cfg.socket, cfg.socket_mode, lambda: Connection(self.hub), backlog=cfg.listen_backlog
