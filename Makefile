@@ -4,7 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools
+.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools rules tools bench-report
+
+# agentex-sdk needs Python >= 3.12; its end-to-end test runs in a venv of its own.
+# These machines have CPython 3.12 under pyenv, not on PATH (pyenv's shim refuses it
+# unless selected), so the pyenv build comes first; any python3.12 on PATH otherwise.
+PYENV_312 := $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12
+PYTHON312 ?= $(shell test -x "$(PYENV_312)" && echo "$(PYENV_312)" || command -v python3.12 || echo python3.12)
+AGENTEX_VENV := .venv-agentex
+AGENTEX_STAMP := $(AGENTEX_VENV)/.installed
+AGENTEX_SDK := agentex-sdk==0.28.4
+
+.PHONY: agentex-venv
 
 venv: $(STAMP)
 
@@ -17,18 +28,42 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q -e ./client -e ".[test]"
 	touch $(STAMP)
 
+# ~100 s and ~1.1 GB the first time; reused while client/pyproject.toml is unchanged.
+agentex-venv: $(AGENTEX_STAMP)
+
+$(AGENTEX_STAMP): client/pyproject.toml
+	test -x $(AGENTEX_VENV)/bin/python || $(PYTHON312) -m venv $(AGENTEX_VENV)
+	$(AGENTEX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AGENTEX_VENV)/bin/python -m pip install -q "$(AGENTEX_SDK)" -e "./client[agentex,kafka]"
+	touch $(AGENTEX_STAMP)
+
 check: $(STAMP)
-	$(BIN)/ruff check sidecar client tests bench testbed demo
-	$(BIN)/ruff format --check sidecar client tests bench testbed demo
+	$(BIN)/ruff check sidecar client tests bench testbed demo deploy
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo deploy
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-# The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
-# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars).
-test: check deploy-tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+# promtool and prometheus (Debian's package `prometheus`) for the alerting-rule tests and
+# the dashboard test that scrapes a real sidecar. CI runs as root on a fresh machine.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "==> installing Debian's prometheus package (promtool, prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test-fast: $(STAMP)
+# deploy/prometheus/prometheusrule.yaml is made from sidecar-rules.yaml, the one source.
+rules: $(STAMP)
+	$(BIN)/python deploy/prometheus/make_prometheusrule.py
+
+# The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
+# obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars),
+# the image smoke test (podman), then the kafka-marked tests once more with the broker from
+# testcontainers, served by podman's Docker API (scripts/testcontainers-run.sh).
+test: check deploy-tools tools $(AGENTEX_STAMP) image
+	$(BIN)/pytest $(PYTEST_ARGS)
+	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
+
+test-fast: $(STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -36,6 +71,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Charts (docs/bench/*.png) and the README table from bench/results/latest.json.
+bench-report: $(STAMP)
+	$(BIN)/python -m bench.report
 
 # The image's dependency lock (pinned, hash-checked; the Dockerfile installs from it).
 # Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves them to the newest allowed.
@@ -59,4 +98,4 @@ image: podman-setup
 	scripts/image-build.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(AGENTEX_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

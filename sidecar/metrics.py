@@ -5,7 +5,14 @@ Each server gets its own registry, so tests and embedded servers never collide.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _DELTAS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
@@ -14,6 +21,8 @@ _DELTAS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # process_* (CPU, memory, open fds, start time: the restart alert reads it).
+        ProcessCollector(registry=r)
         self.frames_received = Counter(
             "sidecar_frames_received",
             "Lines received on the socket, by frame type (invalid for rejected lines).",
@@ -43,6 +52,11 @@ class Metrics:
         self.pending_bytes = Gauge(
             "sidecar_pending_bytes",
             "Bytes of records accepted and not yet acknowledged by Kafka.",
+            registry=r,
+        )
+        self.max_pending_bytes = Gauge(
+            "sidecar_max_pending_bytes",
+            "The --max-pending-bytes bound: past it socket reads pause (backpressure).",
             registry=r,
         )
         self.backpressure = Gauge(

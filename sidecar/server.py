@@ -71,6 +71,7 @@ class Server:
         self.metrics.streams_open.set_function(lambda: self.table.open_count)
         self.metrics.kafka_up.set_function(lambda: float(sink.kafka_reachable))
         self.metrics.pending_bytes.set_function(lambda: sink.pending_bytes)
+        self.metrics.max_pending_bytes.set(sink.max_pending_bytes)
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._listener = await open_unix_listener(
             cfg.socket, cfg.socket_mode, lambda: Connection(self.hub), backlog=cfg.listen_backlog

@@ -1,10 +1,10 @@
 """Merging a stream's pending deltas into records (PROTOCOL §4).
 
 Only consecutive deltas of one channel (delta type, channel fields, update `index`, as
-`Update.channel`) merge; different channels are never reordered (A A B A gives three
-records: AA, B, A). A merged record's value is the first delta's object with its text
-field replaced by the concatenation; a lone delta goes out as the bytes the agent sent,
-never re-serialized.
+`Update.channel`; None merges with nothing) merge; different channels are never
+reordered (A A B A gives three records: AA, B, A). A merged record's value is the first
+delta's object with its text field replaced by the concatenation; a lone delta goes out
+as the bytes the agent sent, never re-serialized.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
     run: list[Pending] = []
     channel: object = None
     for p in pending:
-        if run and p.update.channel != channel:
+        # A delta without a channel (a delta type the sidecar does not know, or a null
+        # delta: PROTOCOL §2.1) merges with nothing, so it is always a run of its own.
+        if run and (p.update.channel is None or p.update.channel != channel):
             yield run
             run = []
         if not run:
