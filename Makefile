@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image kafka-image podman-setup deploy-tools rules tools bench-report
+.PHONY: venv check test test-fast demo bench clean lock image kafka-image podman-setup deploy-tools rules tools bench-report footprint
 
 # agentex-sdk needs Python >= 3.12; its end-to-end test runs in a venv of its own.
 # These machines have CPython 3.12 under pyenv, not on PATH (pyenv's shim refuses it
@@ -83,6 +83,10 @@ bench: $(STAMP)
 # Charts (docs/bench/*.png) and the README table from bench/results/latest.json.
 bench-report: $(STAMP)
 	$(BIN)/python -m bench.report
+
+# RSS and CPU behind the deploy manifests' resources (README "Deploy").
+footprint: $(STAMP)
+	$(BIN)/python -m bench.footprint $(FOOTPRINT_ARGS)
 
 # The image's dependency lock (pinned, hash-checked; the Dockerfile installs from it).
 # Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves them to the newest allowed.
