@@ -48,7 +48,7 @@ check: $(STAMP)
 test: check deploy-tools $(AGENTEX_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(AGENTEX_STAMP)
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
