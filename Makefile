@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv check test test-fast demo bench clean lock image podman-setup deploy-tools rules tools bench-report
+.PHONY: venv check test test-fast demo bench clean lock image kafka-image podman-setup deploy-tools rules tools bench-report footprint
 
 # agentex-sdk needs Python >= 3.12; its end-to-end test runs in a venv of its own.
 # These machines have CPython 3.12 under pyenv, not on PATH (pyenv's shim refuses it
@@ -43,8 +43,8 @@ $(AGENTEX_STAMP): client/pyproject.toml
 	touch $(AGENTEX_STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar client tests bench testbed demo deploy
-	$(BIN)/ruff format --check sidecar client tests bench testbed demo deploy
+	$(BIN)/ruff check sidecar client tests bench testbed demo deploy scripts
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo deploy scripts
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
@@ -64,7 +64,15 @@ rules: $(STAMP)
 # obtained by tests/conftest.py: KAFKA_BOOTSTRAP_SERVERS, Docker, or local KRaft jars),
 # the image smoke test (podman), then the kafka-marked tests once more with the broker from
 # testcontainers, served by podman's Docker API (scripts/testcontainers-run.sh).
-test: check deploy-tools tools $(AGENTEX_STAMP) image
+# The set-up steps are independent and mostly wait on the network or on one core (Go builds
+# helm, debootstrap unpacks, pip installs), so they run side by side: on a fresh 2-core
+# machine that takes about as long as the slowest of them instead of their sum.
+# `tools` goes first, alone: it uses apt-get, as podman-setup does, and two apt-gets at once
+# fail on apt's lock.
+TEST_PREP := check deploy-tools $(AGENTEX_STAMP) image kafka-image
+test:
+	$(MAKE) tools
+	$(MAKE) -j4 --output-sync=target $(TEST_PREP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
@@ -80,6 +88,10 @@ bench: $(STAMP)
 # Charts (docs/bench/*.png) and the README table from bench/results/latest.json.
 bench-report: $(STAMP)
 	$(BIN)/python -m bench.report
+
+# RSS and CPU behind the deploy manifests' resources (README "Deploy").
+footprint: $(STAMP)
+	$(BIN)/python -m bench.footprint $(FOOTPRINT_ARGS)
 
 # The image's dependency lock (pinned, hash-checked; the Dockerfile installs from it).
 # Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves them to the newest allowed.
@@ -101,6 +113,12 @@ podman-setup:
 
 image: podman-setup
 	scripts/image-build.sh
+
+# The Kafka image the testcontainers pass runs: Kafka's jars (the test bed fetches them
+# once into ~/.cache/sidecar) on the python:3.11-slim stand-in.
+kafka-image: podman-setup $(STAMP)
+	scripts/kafka-image.sh "$$($(BIN)/python -c 'from testbed.jars import cache_dir, kafka_classpath; \
+		kafka_classpath(); print(cache_dir() / "libs")')"
 
 clean:
 	rm -rf $(VENV) $(AGENTEX_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -15,7 +15,7 @@
 # The tag must look like a Confluent version >= 7.0.0, or with_kraft() refuses the image.
 set -eu
 LIBS=${1:?usage: kafka-image.sh LIBS_DIR [WORKDIR] [BASE_IMAGE] [TAG]}
-WORK=${2:-$(mktemp -d)}
+if [ -n "${2:-}" ]; then WORK=$2; else WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 BASE=${3:-localhost/python:3.11-slim}
 TAG=${4:-localhost/kafka-local:8.1.0}
 ls "$LIBS"/kafka_2.13-*.jar >/dev/null

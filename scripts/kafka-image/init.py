@@ -9,6 +9,7 @@ the broker gets it too and shuts down cleanly, and as PID 1 this process adopts 
 the broker after its shell parents are gone, so the container ends when the broker has.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,10 +19,8 @@ import sys
 def forward(signum: int, _frame: object) -> None:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
-            try:
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile
                 os.kill(int(entry), signum)
-            except ProcessLookupError:
-                pass
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.model import AckToken, Record, Update
+from sidecar.model import AckToken, Record, StreamKey, Update
 
 
 class Pending:
@@ -55,15 +55,23 @@ def merged_value(run: list[Pending]) -> bytes:
     delta = dict(body["delta"])
     delta[text_field] = "".join([p.update.text for p in run])
     body["delta"] = delta
-    return orjson.dumps(body)
+    return exact(orjson.dumps(body))
 
 
-def delta_record(run: list[Pending], stream_seq: int) -> Record:
-    """One delta record carrying every line of the run, and every ack they owe."""
+def exact(value: bytes) -> bytes:
+    """`value` in a bytes object of its own size: orjson's result keeps the 4 KiB buffer
+    it was written into, and a held record must cost what it is."""
+    return memoryview(value).tobytes()
+
+
+def delta_record(run: list[Pending], stream_seq: int, key: StreamKey | None = None) -> Record:
+    """One delta record carrying every line of the run, and every ack they owe. `key`
+    (the stream's, shared) saves the record its own copies of the ids."""
     first = run[0].update
+    task_id, message_id = key if key is not None else first.key
     return Record(
-        task_id=first.task_id,
-        message_id=first.message_id,
+        task_id=task_id,
+        message_id=message_id,
         kind="delta",
         value=merged_value(run),
         stream_seq=stream_seq,

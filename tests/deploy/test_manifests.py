@@ -6,6 +6,7 @@ shutdown budget, memory). Each validator is also shown failing on a broken pod."
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -238,3 +239,28 @@ def _other_socket(spec: dict[str, Any]) -> None:
 )
 def test_invariants_refuse_a_broken_pod(mutate: Any) -> None:
     assert pod.problems(broken(mutate)) != []
+
+
+RULES = CHART.parents[1] / "prometheus" / "sidecar-rules.yaml"
+
+
+def rule_groups(text: str) -> Any:
+    (rule,) = (d for d in docs(text) if d["kind"] == "PrometheusRule")
+    return rule["spec"]["groups"]
+
+
+def test_helm_prometheus_rule_is_the_rules_file(tmp_path: Path) -> None:
+    """One source: the chart's rules file is a link to deploy/prometheus/sidecar-rules.yaml,
+    and `helm package` carries its content (the packaged chart renders the same rules)."""
+    link = CHART / "files" / "sidecar-rules.yaml"
+    assert link.is_symlink() and link.resolve() == RULES.resolve()
+    expected = yaml.safe_load(RULES.read_text())["groups"]
+    assert rule_groups(helm_template(sets=("metrics.prometheusRule.enabled=true",))) == expected
+
+    out = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    (package,) = tmp_path.glob("sidecar-*.tgz")
+    args = ["template", "agent", str(package), "--kube-version", MIN_KUBE]
+    out = helm(*args, "--set", "metrics.prometheusRule.enabled=true")
+    assert out.returncode == 0, out.stderr
+    assert rule_groups(out.stdout) == expected

@@ -243,7 +243,7 @@ def test_synthesized_done_flushes_then_carries_last_parent_and_index(reason: str
         "parent_task_message": parent("t", "m", "so far"),
         "index": 4,
     }
-    assert (end.terminal_reason, end.acks, end.stream_seq) == (reason, [], 3)
+    assert (end.terminal_reason, list(end.acks), end.stream_seq) == (reason, [], 3)
     assert [[a.seq for a in r.acks] for r in mine[:3]] == [[], [2], []]
 
 
