@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from sidecar import __version__
 from sidecar.cli import app
+from tests.conftest import NewTopic
 
 runner = CliRunner()
 
@@ -118,9 +119,18 @@ def test_check_fails_clearly_without_kafka(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-def test_check_reaches_kafka(tmp_path: Path, kafka_bootstrap: str) -> None:
+async def test_check_reaches_kafka(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(2)  # check never creates the topic it checks
     result = sidecar(
-        "check", "--bootstrap-servers", kafka_bootstrap, "--socket", str(tmp_path / "s")
+        "check",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--socket",
+        str(tmp_path / "s"),
     )
     assert result.returncode == 0, result.stderr
     assert "reachable" in result.stdout
