@@ -40,6 +40,10 @@ class Server:
         self._ops: OpsServer | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        # Kafka's state as last logged (a reason code, None: fine), and an event set at
+        # each change (tests wait on it).
+        self.kafka_seen: str | None = None
+        self.kafka_changed = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -167,10 +171,9 @@ class Server:
         """One log line at each change of Kafka's state, with the reason and how many
         records wait. Once a second: aiokafka retries an outage silently, so the state
         is read, not signalled."""
-        was: str | None = None
         while True:
             await asyncio.sleep(period)
-            now = self.kafka_state()
+            now, was = self.kafka_state(), self.kafka_seen
             if now == was or now == "connecting":
                 continue
             sink = self.sink
@@ -188,7 +191,8 @@ class Server:
                     waiting,
                     "" if heals else "; not ready until the configuration is fixed",
                 )
-            was = now
+            self.kafka_seen = now
+            self.kafka_changed.set()
 
     # -- wiring --------------------------------------------------------------------------
 

@@ -380,9 +380,8 @@ class KafkaSink(SinkBase):
 
     async def diagnose(self, exc: BaseException) -> KafkaProblem:
         """Why the producer could not start: aiokafka's bootstrap says only "Unable to
-        bootstrap", so one connection of our own, as configured, finds the reason."""
-        if not isinstance(exc, KafkaConnectionError):
-            return classify(exc, self.config.bootstrap_servers)
+        bootstrap" and a missing topic only times out, so one connection of our own, as
+        configured, finds the reason."""
         timeout = min(self.config.request_timeout_ms / 1000, 10.0)
         try:
             await inspect_topic(self.config, timeout)
