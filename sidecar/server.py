@@ -75,9 +75,13 @@ class Server:
         )
         self.hub = Hub(cfg, self.metrics, self.table)
         sink.on_pressure = self.hub.set_paused
-        self.metrics.streams_open.set_function(lambda: self.table.open_count)
-        self.metrics.kafka_up.set_function(lambda: float(sink.kafka_reachable))
-        self.metrics.pending_bytes.set_function(lambda: sink.pending_bytes)
+        m = self.metrics
+        m.open_streams = lambda: self.table.open_count
+        m.kafka_up = lambda: float(sink.kafka_reachable)
+        m.pending_bytes = lambda: sink.pending_bytes
+        m.backpressure = lambda: float(sink.paused)
+        m.connections = lambda: len(self.hub.connections)
+        m.max_pending_bytes = sink.max_pending_bytes
         # The port first: if it is taken, nothing else has started, and no socket file
         # is left behind.
         if cfg.http_port:
@@ -203,7 +207,7 @@ class Server:
 
     def _emit(self, record: Record) -> None:
         if record.terminal_reason is not None:
-            self.metrics.streams_ended.labels(record.terminal_reason).inc()
+            self.metrics.streams_ended[record.terminal_reason] += 1
         self.sink.submit(record)
 
     def readiness(self) -> tuple[bool, dict[str, object]]:

@@ -52,7 +52,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for event in self.framer.feed(data):
             if isinstance(event, Oversize):
-                self.hub.metrics.frames["invalid"].inc()
+                self.hub.metrics.frames["invalid"] += 1
                 self.send_error(
                     event.seq,
                     ErrorCode.FRAME_TOO_LARGE,
@@ -84,11 +84,11 @@ class Connection(asyncio.Protocol):
         try:
             frame = decode_frame(data)
         except FrameError as exc:
-            hub.metrics.frames["invalid"].inc()
+            hub.metrics.frames["invalid"] += 1
             self.send_error(seq, exc.code, exc.message)
             return
         if isinstance(frame, Hello):
-            hub.metrics.frames["hello"].inc()
+            hub.metrics.frames["hello"] += 1
             if seq != 1:
                 self.send_error(
                     seq, ErrorCode.INVALID_FRAME, "hello is only allowed as the first line"
@@ -96,7 +96,7 @@ class Connection(asyncio.Protocol):
                 return
             self.acks, self.client = frame.acks, frame.client
             return
-        hub.metrics.frames[frame.kind].inc()
+        hub.metrics.frames[frame.kind] += 1
         if hub.draining:
             self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
             return
@@ -118,7 +118,8 @@ class Connection(asyncio.Protocol):
         self._answered(seq)
 
     def send_error(self, seq: int, code: ErrorCode, message: str) -> None:
-        self.hub.metrics.errors.labels(code).inc()
+        errors = self.hub.metrics.errors
+        errors[code] = errors.get(code, 0) + 1
         self._reply(encode_error(seq, code, message))
         self._answered(seq)
 
@@ -134,7 +135,7 @@ class Connection(asyncio.Protocol):
         # Never block ingest on a client that does not read its replies: past the bound
         # they are dropped and counted.
         if t.get_write_buffer_size() > self.hub.config.max_reply_bytes:
-            self.hub.metrics.replies_dropped.inc()
+            self.hub.metrics.replies_dropped += 1
             return
         t.write(line)
 

@@ -24,13 +24,11 @@ class Hub:
 
     def register(self, conn: Connection) -> None:
         self.connections.add(conn)
-        self.metrics.connections.set(len(self.connections))
         if self.paused:
             conn.pause()
 
     def unregister(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        self.metrics.connections.set(len(self.connections))
         self.end_streams_of(conn)
 
     def end_streams_of(self, conn: Connection) -> None:

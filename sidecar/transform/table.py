@@ -38,7 +38,7 @@ from sidecar.model import (
     Update,
     UpdateKind,
 )
-from sidecar.transform.merge import Pending, delta_record, runs
+from sidecar.transform.merge import Pending, delta_record, exact, runs
 from sidecar.transform.stream import Stream
 from sidecar_client.protocol.replies import ErrorCode, Rejection
 
@@ -161,13 +161,14 @@ class StreamTable:
             # Leading edge: the first delta, or the first after a quiet spell.
             if not stream.pending:
                 # The common case needs no Pending, no merge: the line's bytes as sent.
+                key = stream.key
                 record = Record(
-                    task_id=update.task_id,
-                    message_id=update.message_id,
+                    task_id=key[0],
+                    message_id=key[1],
                     kind="delta",
                     value=update.raw,
                     stream_seq=stream.next_seq,
-                    acks=[ack] if ack is not None else [],
+                    acks=(ack,) if ack is not None else (),
                     deltas=1,
                     first_delta_at=now if last is None else None,
                 )
@@ -236,8 +237,10 @@ class StreamTable:
     def _end(self, stream: Stream, reason: TerminalReason, now: float) -> None:
         """Flush, then a synthesized `done` with the stream's last parent and index."""
         self._flush(stream, now)
-        value = orjson.dumps(
-            {"type": "done", "parent_task_message": stream.parent, "index": stream.index}
+        value = exact(
+            orjson.dumps(
+                {"type": "done", "parent_task_message": stream.parent, "index": stream.index}
+            )
         )
         self._produce(stream, "done", value, None, reason)
         self._close(stream, now)
@@ -255,7 +258,7 @@ class StreamTable:
         stream.pending_chars = 0
         stream.last_flush = now
         for run in runs(pending):
-            record = delta_record(run, stream.next_seq)
+            record = delta_record(run, stream.next_seq, stream.key)
             stream.next_seq += 1
             self._emit(record)
 
@@ -274,7 +277,7 @@ class StreamTable:
             value=value,
             stream_seq=stream.next_seq,
             terminal_reason=reason,
-            acks=[ack] if ack is not None else [],
+            acks=(ack,) if ack is not None else (),
         )
         stream.next_seq += 1
         self._emit(record)
