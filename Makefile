@@ -76,7 +76,7 @@ test:
 	$(BIN)/pytest $(PYTEST_ARGS)
 	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
-test-fast: $(STAMP) tools
+test-fast: $(STAMP) $(AGENTEX_STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
