@@ -1,7 +1,9 @@
-"""The container image, built from this checkout and run the way the manifest runs it:
-its own non-root user, read-only root, every capability dropped, no new privileges, the
-manifest's memory limit. It streams through its socket into the test bed's real broker,
-and on SIGTERM drains, ends the open stream and exits 0.
+"""The container image, built from this checkout and run as the manifest's pod runs it:
+the `socket-dir` init step's command on a kubelet-like emptyDir, then the native sidecar
+with the manifest's environment, as the image's own non-root user, read-only root (no
+tmpfs either), every capability dropped, no new privileges, the manifest's memory limit.
+It streams through its socket into the test bed's real broker, and on SIGTERM drains,
+ends the open stream and exits 0.
 
 Needs root and podman: `scripts/podman-setup.sh` installs it (`make test` runs it first).
 """
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import re
 import subprocess
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.image]
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy" / "kubernetes" / "agent-with-sidecar.yaml"
-IMAGE_USER = 10001  # the Dockerfile's USER
 UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 10**3, "M": 10**6, "G": 10**9}
 
 
@@ -47,17 +51,51 @@ def podman(*args: str, check: bool = True, timeout: float = 60) -> str:
     return result.stdout.strip()
 
 
-def manifest_memory_limit() -> int:
-    """The sidecar container's memory limit in the native-sidecar manifest, in bytes."""
-    for doc in yaml.safe_load_all(MANIFEST.read_text()):
-        pod: dict[str, Any] = ((doc or {}).get("spec") or {}).get("template", {}).get("spec", {})
-        # The native sidecar: the init container that keeps running beside the agent.
-        for container in pod.get("initContainers", []):
-            if container.get("restartPolicy") == "Always":
-                limit = str(container["resources"]["limits"]["memory"])
-                number, unit = re.fullmatch(r"(\d+)([KMG]i?)?", limit).groups()  # type: ignore[union-attr]
-                return int(number) * UNITS.get(unit or "", 1)
-    raise AssertionError(f"no native sidecar container (restartPolicy: Always) in {MANIFEST}")
+def quantity(value: str | int) -> int:
+    number, unit = re.fullmatch(r"(\d+)([KMG]i?)?", str(value)).groups()  # type: ignore[union-attr]
+    return int(number) * UNITS.get(unit or "", 1)
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What the manifest says about the two containers run from the sidecar image."""
+
+    uid: int
+    gid: int
+    fs_group: int
+    mount: str  # where the shared emptyDir is mounted
+    init_command: list[str]  # socket-dir's command (replaces the image's entrypoint)
+    env: dict[str, str]  # the native sidecar's plain environment
+    memory: int  # the native sidecar's memory limit, bytes
+    init_memory: int  # socket-dir's
+
+    @classmethod
+    def from_manifest(cls, path: Path = MANIFEST) -> Pod:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        spec: dict[str, Any] = docs[0]["spec"]["template"]["spec"]
+        inits = {c["name"]: c for c in spec["initContainers"]}
+        sidecar, socket_dir = inits["sidecar"], inits["socket-dir"]
+        assert sidecar.get("restartPolicy") == "Always", "not a native sidecar"
+        security = spec["securityContext"]
+        (mount,) = (m["mountPath"] for m in sidecar["volumeMounts"])
+        return cls(
+            uid=security["runAsUser"],
+            gid=security["runAsGroup"],
+            fs_group=security["fsGroup"],
+            mount=mount,
+            init_command=[*socket_dir["command"], *socket_dir.get("args", [])],
+            env={e["name"]: e["value"] for e in sidecar["env"] if "value" in e},
+            memory=quantity(sidecar["resources"]["limits"]["memory"]),
+            init_memory=quantity(socket_dir["resources"]["limits"]["memory"]),
+        )
+
+
+# podman's --read-only alone still mounts tmpfs on /tmp and /run; a read-only root file
+# system in Kubernetes has none, so neither does this.
+HARDENED = (
+    "--pull=never", "--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -72,11 +110,12 @@ def sidecar_image() -> str:
 
 
 @pytest.fixture
-def socket_dir(tmp_path: Path) -> Path:
-    """The shared socket folder (an emptyDir in the pod): owned by the image's user."""
-    folder = tmp_path / "run-sidecar"
-    folder.mkdir(mode=0o750)
-    os.chown(folder, IMAGE_USER, IMAGE_USER)
+def emptydir(tmp_path: Path) -> Path:
+    """The shared volume as the kubelet makes an emptyDir: root's, mode 2777, no sticky
+    bit (a folder the sidecar refuses for its socket, hence the socket-dir step)."""
+    folder = tmp_path / "emptydir"
+    folder.mkdir()
+    os.chmod(folder, 0o2777)
     return folder
 
 
@@ -116,47 +155,74 @@ def container_logs(name: str) -> str:
     return result.stdout + result.stderr
 
 
+def http_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return int(response.status)
+
+
 def in_container(name: str, script: str) -> str:
     return podman("exec", name, "sh", "-c", script)
 
 
 @pytest.mark.timeout(600)
-async def test_image_runs_locked_down_streams_to_kafka_and_drains_on_sigterm(
-    sidecar_image: str, kafka_bootstrap: str, new_topic: Any, socket_dir: Path
+async def test_image_runs_the_manifests_pod_streams_to_kafka_and_drains_on_sigterm(
+    sidecar_image: str, kafka_bootstrap: str, new_topic: Any, emptydir: Path
 ) -> None:
+    pod = Pod.from_manifest()
+    image_user = podman("image", "inspect", sidecar_image, "--format", "{{.Config.User}}")
+    assert image_user == f"{pod.uid}:{pod.gid}", "the image's USER is not the pod's uid"
     topic = await new_topic(1)
-    memory = manifest_memory_limit()
-    name = f"sidecar-smoke-{uuid.uuid4().hex[:8]}"
-    http_port = free_ports(1)[0]
+    # As the kubelet runs them: the image's own user (no --user), plus the fsGroup.
+    common = [*HARDENED, "--group-add", str(pod.fs_group), "-v", f"{emptydir}:{pod.mount}"]
+
+    # 1. socket-dir: its command instead of the image's entrypoint, to completion.
+    entrypoint, *args = pod.init_command
     podman(
-        "run", "-d", "--pull=never", "--name", name, "--network=host",
-        # The manifest's hardening; no --user: the image's own USER must be non-root.
-        "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
-        f"--memory={memory}", "-v", f"{socket_dir}:/run/sidecar",
-        "-e", f"SIDECAR_BOOTSTRAP_SERVERS={kafka_bootstrap}", "-e", f"SIDECAR_TOPIC={topic}",
-        "-e", f"SIDECAR_HTTP_PORT={http_port}", "-e", "SIDECAR_SHUTDOWN_TIMEOUT=10",
-        sidecar_image,
+        "run", "--rm", *common, f"--memory={pod.init_memory}", "--entrypoint", entrypoint,
+        sidecar_image, *args,
+    )  # fmt: skip
+
+    # 2. The native sidecar, with the manifest's environment; only where Kafka is, the
+    # topic and the ops port (host network: the machine's port must be free) differ.
+    env = {
+        **pod.env,
+        "SIDECAR_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SIDECAR_TOPIC": topic,
+        "SIDECAR_HTTP_PORT": str(free_ports(1)[0]),
+    }
+    shutdown_timeout = float(env.get("SIDECAR_SHUTDOWN_TIMEOUT", "25"))
+    sock = emptydir / posixpath.relpath(env["SIDECAR_SOCKET"], pod.mount)
+    name = f"sidecar-smoke-{uuid.uuid4().hex[:8]}"
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    podman(
+        "run", "-d", "--name", name, "--network=host", *common, f"--memory={pod.memory}",
+        *env_args, sidecar_image,
     )  # fmt: skip
     try:
-        sock = socket_dir / "sidecar.sock"
         await wait_accepting(sock, name)
+        # The probes' endpoints answer (the manifest points startup/readiness at /readyz).
+        for path in ("/readyz", "/healthz"):
+            url = f"http://127.0.0.1:{env['SIDECAR_HTTP_PORT']}{path}"
+            assert await asyncio.to_thread(http_status, url) == 200, path
 
         # The process really runs as the hardening asks.
         status = in_container(name, "cat /proc/1/status")
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        assert fields["Uid"].split()[0] == str(IMAGE_USER), fields["Uid"]
+        assert fields["Uid"].split()[0] == str(pod.uid), fields["Uid"]
+        assert str(pod.fs_group) in fields["Groups"].split()
         assert int(fields["CapEff"].strip(), 16) == 0
         assert fields["NoNewPrivs"].strip() == "1"
         assert podman("inspect", name, "--format", "{{.HostConfig.ReadonlyRootfs}}") == "true"
-        assert podman("inspect", name, "--format", "{{.HostConfig.Memory}}") == str(memory)
+        assert podman("inspect", name, "--format", "{{.HostConfig.Memory}}") == str(pod.memory)
         cgroup = in_container(
             name,
             "cat /sys/fs/cgroup/memory.max 2>/dev/null"
             " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
         )
-        assert int(cgroup) == memory
-        write = run_podman("exec", name, "touch", "/opt/sidecar/x")
-        assert write.returncode != 0 and "Read-only file system" in write.stderr
+        assert int(cgroup) == pod.memory
+        for path in ("/opt/sidecar/x", "/tmp/x", "/run/x"):  # no tmpfs anywhere either
+            write = run_podman("exec", name, "touch", path)
+            assert write.returncode != 0 and "Read-only file system" in write.stderr, path
 
         # One stream finished by the agent, one left open for the shutdown to end.
         agent = await RawClient.connect(sock)
@@ -176,7 +242,7 @@ async def test_image_runs_locked_down_streams_to_kafka_and_drains_on_sigterm(
         took = time.monotonic() - signalled
         logs = container_logs(name)
         assert code == "0", logs
-        assert took < 10 + 1, took
+        assert took < shutdown_timeout + 1, took
         assert "draining" in logs, logs
         await agent.aclose()
 
