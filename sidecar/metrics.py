@@ -14,7 +14,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -38,6 +44,7 @@ ERROR_CODES = (
     "stream_owned",
     "shutting_down",
 )
+ACCEPT_ERRORS = ("fd_exhausted", "out_of_memory", "other")
 TERMINAL_REASONS = ("client", "disconnect", "idle_timeout", "shutdown", "delivery_failed")
 
 
@@ -78,6 +85,10 @@ class Metrics:
         self.delivery_failures = 0
         self.producer_recoveries = 0
         self.replies_dropped = 0
+        self.received_bytes = 0  # bytes read from the agents' sockets
+        self.produced_bytes = 0  # record value bytes Kafka acknowledged
+        # accept() failures by reason (out of file descriptors, ...): the listener retries.
+        self.accept_errors = dict.fromkeys(ACCEPT_ERRORS, 0)
         # Histograms.
         self.deltas_per_record = Histo(_DELTAS_BUCKETS)
         self.first_delta_latency = Histo(_LATENCY_BUCKETS)
@@ -89,11 +100,16 @@ class Metrics:
         self.backpressure: Callable[[], float] = lambda: 0
         self.kafka_up: Callable[[], float] = lambda: 0
         self.max_pending_bytes = 0  # the --max-pending-bytes bound (the server sets it)
+        self.paused_seconds: Callable[[], float] = lambda: 0.0  # backpressure, in total
+        self.build_info: dict[str, str] = {}  # the server sets it: version, python, ...
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
-        # process_* (CPU, memory, open fds, start time: the restart alert reads it).
+        # process_* (CPU, memory, open fds, start time: the restart alert reads it),
+        # python_info and python_gc_*.
         ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -182,6 +198,37 @@ class _Collector(Collector):
         )
         yield _gauge(
             "sidecar_kafka_up", "1 while the last contact with Kafka succeeded.", m.kafka_up()
+        )
+        info = GaugeMetricFamily(
+            "sidecar_build_info",
+            "Always 1; the labels say which sidecar runs: version, python, aiokafka.",
+            labels=sorted(m.build_info),
+        )
+        info.add_metric([m.build_info[k] for k in sorted(m.build_info)], 1)
+        yield info
+        yield _counter(
+            "sidecar_received_bytes",
+            "Bytes read from the agents' socket connections.",
+            None,
+            [("", m.received_bytes)],
+        )
+        yield _counter(
+            "sidecar_produced_bytes",
+            "Bytes of record values acknowledged by Kafka (before compression).",
+            None,
+            [("", m.produced_bytes)],
+        )
+        yield CounterMetricFamily(
+            "sidecar_backpressure_seconds",
+            "Time socket reads spent paused because pending bytes passed the limit.",
+            value=m.paused_seconds(),
+        )
+        yield _counter(
+            "sidecar_accept_errors",
+            "Connections the socket could not accept, by reason (fd_exhausted: out of file "
+            "descriptors); the listener retries and open connections are unaffected.",
+            "reason",
+            m.accept_errors.items(),
         )
         yield _counter(
             "sidecar_replies_dropped",

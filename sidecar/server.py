@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import platform
 import signal
 from collections.abc import Iterator
+from importlib import metadata
+from typing import Any
 
+from sidecar import __version__
 from sidecar.config import Config
 from sidecar.errors import ExitCode, StartupError
 from sidecar.metrics import Metrics
@@ -25,6 +30,15 @@ from sidecar.source.listener import open_unix_listener, release_socket_path
 from sidecar.transform.table import StreamTable
 
 log = logging.getLogger("sidecar.server")
+
+
+def build_info() -> dict[str, str]:
+    """The labels of sidecar_build_info."""
+    try:
+        aiokafka = metadata.version("aiokafka")
+    except metadata.PackageNotFoundError:  # an embedded server on another sink
+        aiokafka = "none"
+    return {"version": __version__, "python": platform.python_version(), "aiokafka": aiokafka}
 
 
 class Server:
@@ -44,6 +58,7 @@ class Server:
         # each change (tests wait on it).
         self.kafka_seen: str | None = None
         self.kafka_changed = asyncio.Event()
+        self._accept_logged = -1e9
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -82,6 +97,9 @@ class Server:
         m.backpressure = lambda: float(sink.paused)
         m.connections = lambda: len(self.hub.connections)
         m.max_pending_bytes = sink.max_pending_bytes
+        m.paused_seconds = sink.paused_seconds
+        m.build_info = build_info()
+        loop.set_exception_handler(self._loop_exception)
         # The port first: if it is taken, nothing else has started, and no socket file
         # is left behind.
         if cfg.http_port:
@@ -161,6 +179,32 @@ class Server:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's listener meets EMFILE/ENFILE/ENOMEM in accept(): it stops accepting
+        for a second and reports here; open connections are unaffected. Counted, and
+        logged once per second at most (it repeats while the shortage lasts)."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            reason = {
+                errno.EMFILE: "fd_exhausted",
+                errno.ENFILE: "fd_exhausted",
+                errno.ENOMEM: "out_of_memory",
+                errno.ENOBUFS: "out_of_memory",
+            }.get(exc.errno or 0, "other")
+            self.metrics.accept_errors[reason] += 1
+            now = loop.time()
+            if now - self._accept_logged >= 1.0:
+                self._accept_logged = now
+                log.error(
+                    "cannot accept connections on %s: %s (%s); open connections go on, "
+                    "retrying in a second",
+                    self.config.socket,
+                    reason,
+                    exc.strerror,
+                )
+            return
+        loop.default_exception_handler(context)
 
     def kafka_state(self) -> str | None:
         """None while Kafka takes records; else the reason code (PROTOCOL §8)."""

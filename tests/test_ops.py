@@ -97,3 +97,36 @@ async def test_kafka_outage_fails_readiness_only_when_required(
             "configuration_error": False,
             "required": require,
         }
+
+
+async def test_sre_metrics(tmp_path: Path) -> None:
+    config = make_config(tmp_path, http_host="127.0.0.1", http_port=free_port())
+    async with open_server(config, MemorySink()) as server:
+        assert server.http_port is not None
+        client = await RawClient.connect(config.socket)
+        await client.send({"type": "hello", "acks": "terminal"}, start("t", "m"))
+        await client.send(text_delta("t", "m", "hello"), done("t", "m"))
+        await client.read_replies(1)
+        _, body = await get(server.http_port, "/metrics")
+        await client.aclose()
+    text = body.decode()
+    samples = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["sidecar_received_bytes_total"] > 0
+    assert samples["sidecar_produced_bytes_total"] > 0
+    assert samples["sidecar_backpressure_seconds_total"] == 0
+    assert samples['sidecar_accept_errors_total{reason="fd_exhausted"}'] == 0
+    info = [k for k in samples if k.startswith("sidecar_build_info{")]
+    assert len(info) == 1 and 'version="' in info[0] and samples[info[0]] == 1
+    assert any(k.startswith("python_info{") for k in samples)
+    assert any(k.startswith("python_gc_collections_total") for k in samples)
+    assert "process_open_fds" in samples
+    assert not [k for k in samples if "_created" in k]
+    # Every error code and end reason is there from the start, at 0 if never seen.
+    for code in ("invalid_json", "stream_owned", "shutting_down", "delivery_failed"):
+        assert f'sidecar_errors_total{{code="{code}"}}' in samples
+    for reason in ("client", "disconnect", "idle_timeout", "shutdown", "delivery_failed"):
+        assert f'sidecar_streams_ended_total{{reason="{reason}"}}' in samples

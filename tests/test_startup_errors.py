@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from sidecar.logs import JsonFormatter
 
 SECRET = "hunter2-not-for-logs"
+LOW_FDS = 48  # low enough that asyncio meets EMFILE before the reserve matters
 SASL_PLAIN = ["--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN"]
 
 
@@ -241,3 +243,64 @@ def test_another_process_accepting_on_the_socket(tmp_path: Path, unused_kafka: s
         args = ["--bootstrap-servers", unused_kafka, "--http-port", "0"]
         one_line_exit_2(sidecar("run", "--socket", str(sock), *args), "accepting")
         assert sock.exists(), "the other process's socket was removed"
+
+
+@pytest.mark.parametrize("uvloop", ["--uvloop", "--no-uvloop"])
+def test_out_of_file_descriptors_is_logged_counted_and_survived(
+    uvloop: str, tmp_path: Path, unused_kafka: str
+) -> None:
+    sock, port = tmp_path / "s.sock", free_port()
+    args = ["run", "--socket", str(sock), "--http-host", "127.0.0.1", "--http-port", str(port)]
+    args += ["--bootstrap-servers", unused_kafka, uvloop]
+
+    def few_fds() -> None:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (LOW_FDS, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        )
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=few_fds,
+    )
+    assert proc.stderr is not None
+    extra: list[socket.socket] = []
+    try:
+        for line in proc.stderr:
+            if "listening on" in line:
+                break
+        first = socket.socket(socket.AF_UNIX)
+        first.connect(str(sock))
+        first.sendall(b"not json\n")
+        assert b"invalid_json" in first.recv(4096)
+        for _ in range(LOW_FDS + 20):  # more than the sidecar may hold
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sock))
+            extra.append(s)
+        for line in proc.stderr:
+            if "fd_exhausted" in line:
+                break
+        first.sendall(b"still not json\n")  # an open connection is still served
+        assert b"invalid_json" in first.recv(4096)
+        for s in extra:
+            s.close()
+        extra.clear()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as http:
+            http.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            body = b""
+            while chunk := http.recv(65536):
+                body += chunk
+        counted = [
+            ln
+            for ln in body.decode().splitlines()
+            if ln.startswith('sidecar_accept_errors_total{reason="fd_exhausted"}')
+        ]
+        assert counted and float(counted[0].split()[-1]) > 0, counted
+        first.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        for s in extra:
+            s.close()
+        proc.kill()

@@ -64,6 +64,8 @@ class SinkBase:
         self.queue: deque[Record] = deque()
         self.pending_bytes = 0
         self.paused = False
+        self._paused_total = 0.0  # seconds paused, up to the last resume
+        self._paused_at = 0.0
         self.on_pressure: PressureCallback = lambda _paused: None
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
@@ -112,6 +114,7 @@ class SinkBase:
             self._drained.clear()
         if not self.paused and self.pending_bytes > self.max_pending_bytes:
             self.paused = True
+            self._paused_at = self.clock()
             log.warning(
                 "pending bytes %d passed --max-pending-bytes %d: pausing socket reads",
                 self.pending_bytes,
@@ -132,9 +135,15 @@ class SinkBase:
 
     # -- outcomes ---------------------------------------------------------------------
 
+    def paused_seconds(self) -> float:
+        """Time socket reads have spent paused by backpressure, the current pause too."""
+        now = self.clock() - self._paused_at if self.paused else 0.0
+        return self._paused_total + now
+
     def delivered(self, record: Record, partition: int, offset: int) -> None:
         self._settle(record)
         m = self.metrics
+        m.produced_bytes += len(record.value)
         m.produced[record.kind] += 1
         now = self.clock()
         if record.deltas:
@@ -166,6 +175,7 @@ class SinkBase:
         self.pending_bytes -= record.size
         if self.paused and self.pending_bytes <= self.max_pending_bytes * _RESUME_RATIO:
             self.paused = False
+            self._paused_total += self.clock() - self._paused_at
             log.info("pending bytes back to %d: resuming socket reads", self.pending_bytes)
             self.on_pressure(False)
         if not self._pending:

@@ -47,9 +47,12 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but provide its API.
         self.transport = cast(asyncio.Transport, transport)
-        self.hub.register(self)
+        if not self.hub.register(self):
+            self.closed = True
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.hub.metrics.received_bytes += len(data)
         for event in self.framer.feed(data):
             if isinstance(event, Oversize):
                 self.hub.metrics.frames["invalid"] += 1
