@@ -185,10 +185,7 @@ class KRaftCluster(Broker):
         (self.root / "owner.pid").write_text(str(os.getpid()))
         _live.add(self)
         try:
-            ports = free_ports(2 * size)
-            self.nodes = [
-                Node(i + 1, self.root, ports[2 * i], ports[2 * i + 1]) for i in range(size)
-            ]
+            self.nodes = self._make_nodes()
             self.bootstrap_servers = ",".join(n.address for n in self.nodes)
             self._format()
             started = time.monotonic()
@@ -197,6 +194,10 @@ class KRaftCluster(Broker):
         except BaseException:
             self.close()
             raise
+
+    def _make_nodes(self) -> list[Node]:
+        ports = free_ports(2 * self.size)
+        return [Node(i + 1, self.root, ports[2 * i], ports[2 * i + 1]) for i in range(self.size)]
 
     def describe(self) -> str:
         nodes = "1 node" if self.size == 1 else f"{self.size} nodes"

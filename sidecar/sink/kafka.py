@@ -180,6 +180,12 @@ async def inspect_topic(settings: KafkaSettings, timeout: float = 10.0) -> int:
                 )
         except (OSError, KafkaError, TimeoutError, ValueError) as exc:
             problem = classify(exc, address)
+            if _client_cert_wanted(settings, exc):
+                problem = KafkaProblem(
+                    Reason.TLS_HANDSHAKE_FAILED,
+                    f"{address}: the broker closed the TLS connection at once: it requires "
+                    "a client certificate (--ssl-cert-file/--ssl-key-file)",
+                )
             if not problem.heals:
                 break  # the same configuration fails on every broker
             continue
@@ -205,6 +211,18 @@ async def inspect_topic(settings: KafkaSettings, timeout: float = 10.0) -> int:
             raise KafkaUnusable(KafkaProblem(reason, f"topic {settings.topic!r} {detail}"))
     assert problem is not None
     raise KafkaUnusable(problem)
+
+
+def _client_cert_wanted(settings: KafkaSettings, exc: BaseException) -> bool:
+    """With TLS 1.3 a broker that requires a client certificate completes the handshake
+    and then closes the connection: the client sees only "Connection ... closed" on its
+    first request. Without a certificate configured, that is the likely reason."""
+    return (
+        isinstance(exc, KafkaConnectionError)
+        and "closed" in str(exc)
+        and settings.security_protocol in ("SSL", "SASL_SSL")
+        and settings.ssl_cert_file is None
+    )
 
 
 def producer_kwargs(config: Config) -> dict[str, Any]:
