@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from sidecar import __version__, runtime
-from sidecar.config import Config
+from sidecar.config import DEFAULT_SOCKET, Config
 
 app = typer.Typer(
     name="sidecar",
@@ -82,10 +82,25 @@ def _mode(value: str) -> int:
         raise typer.BadParameter(f"{value!r} is not an octal file mode such as 0660") from None
 
 
+def _ids(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option}: {value!r} is not a comma list of numbers") from None
+
+
 @app.command()
 def run(
-    socket: SocketOpt = Path("/tmp/sidecar.sock"),
+    socket: SocketOpt = DEFAULT_SOCKET,
     socket_mode: Annotated[str, _opt("SOCKET_MODE", "Socket file mode, octal.")] = "0660",
+    allowed_uids: Annotated[
+        str,
+        _opt("ALLOWED_UIDS", "Peer uids that may connect, comma list (default: anyone)."),
+    ] = "",
+    allowed_gids: Annotated[
+        str,
+        _opt("ALLOWED_GIDS", "Peer gids (primary or supplementary) that may connect, comma list."),
+    ] = "",
     topic: TopicOpt = "task-updates",
     bootstrap_servers: BootstrapOpt = "localhost:9092",
     flush_interval_ms: Annotated[
@@ -134,7 +149,9 @@ def run(
         _opt("DELIVERY_TIMEOUT_MS", "Give up on a record (delivery_failed) after, milliseconds."),
     ] = 120_000,
     client_id: Annotated[str, _opt("CLIENT_ID", "Kafka client id.")] = "sidecar",
-    http_host: Annotated[str, _opt("HTTP_HOST", "Operations endpoint address.")] = "0.0.0.0",
+    http_host: Annotated[
+        str, _opt("HTTP_HOST", "Operations endpoint address (no auth: keep it local).")
+    ] = "127.0.0.1",
     http_port: Annotated[
         int, _opt("HTTP_PORT", "Operations endpoint port (/metrics, /healthz, /readyz); 0: off.")
     ] = 8081,
@@ -151,6 +168,8 @@ def run(
     config = _config(
         socket=socket,
         socket_mode=_mode(socket_mode),
+        allowed_uids=_ids(allowed_uids, "--allowed-uids"),
+        allowed_gids=_ids(allowed_gids, "--allowed-gids"),
         topic=topic,
         bootstrap_servers=bootstrap_servers,
         flush_interval_ms=flush_interval_ms,
@@ -178,14 +197,14 @@ def run(
     )
     _setup_logging(config.log_level, config.log_format)
     from sidecar.server import Server
-    from sidecar.source.listener import SocketInUseError
+    from sidecar.source.listener import SocketSetupError
 
     async def serve() -> int:
-        return await Server(config).serve()
+        return await Server(config, hard_deadline=True).serve()
 
     try:
         code = runtime.run(serve(), use_uvloop=config.uvloop)
-    except SocketInUseError as exc:
+    except SocketSetupError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(code)
@@ -195,7 +214,7 @@ def run(
 def check(
     bootstrap_servers: BootstrapOpt = "localhost:9092",
     topic: TopicOpt = "task-updates",
-    socket: SocketOpt = Path("/tmp/sidecar.sock"),
+    socket: SocketOpt = DEFAULT_SOCKET,
     timeout: Annotated[float, typer.Option(help="Give up reaching Kafka after, seconds.")] = 10.0,
 ) -> None:
     """Validate the configuration and reach Kafka; exit non-zero with a clear message if not."""

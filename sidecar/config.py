@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,19 @@ LogFormat = Literal["text", "json"]
 
 MiB = 1024 * 1024
 
+# The default socket folder when XDG_RUNTIME_DIR is not set; created at start if missing.
+RUN_FOLDER = Path("/run/sidecar")
+
+
+def default_socket_path() -> Path:
+    """`$XDG_RUNTIME_DIR/sidecar.sock`, else `/run/sidecar/sidecar.sock`: never a
+    world-writable folder such as /tmp, where another user could bind it first."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime_dir) / "sidecar.sock" if runtime_dir else RUN_FOLDER / "sidecar.sock"
+
+
+DEFAULT_SOCKET = default_socket_path()  # as the command line shows it
+
 
 class Config(BaseModel):
     """Everything `sidecar run` takes. Durations in seconds unless the name ends in `_ms`."""
@@ -20,10 +34,13 @@ class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Source: the Unix socket.
-    socket: Path = Path("/tmp/sidecar.sock")
+    socket: Path = Field(default_factory=default_socket_path)
     socket_mode: int = Field(default=0o660, ge=0, le=0o777)
     max_frame_bytes: int = Field(default=MiB, ge=64)
     max_reply_bytes: int = Field(default=MiB, ge=1024)
+    # Who may connect (PROTOCOL §1): both empty admits anyone who can open the socket.
+    allowed_uids: tuple[int, ...] = ()
+    allowed_gids: tuple[int, ...] = ()
 
     # Transform: coalescing and stream lifecycle.
     flush_interval_ms: int = Field(default=50, ge=0)
@@ -46,7 +63,7 @@ class Config(BaseModel):
 
     # Lifecycle and operations.
     shutdown_timeout: float = Field(default=25.0, gt=0)
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
     http_port: int = Field(default=8081, ge=0, le=65535)
     require_kafka: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"

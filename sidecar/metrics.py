@@ -40,6 +40,12 @@ class Metrics:
             "sidecar_streams_ended", "Streams ended, by terminal_reason.", ["reason"], registry=r
         )
         self.connections = Gauge("sidecar_connections", "Socket connections open now.", registry=r)
+        self.connections_refused = Counter(
+            "sidecar_connections_refused",
+            "Connections closed at once: peer not in --allowed-uids/--allowed-gids, or its "
+            "credentials unreadable.",
+            registry=r,
+        )
         self.pending_bytes = Gauge(
             "sidecar_pending_bytes",
             "Bytes of records accepted and not yet acknowledged by Kafka.",
@@ -64,7 +70,13 @@ class Metrics:
         )
         self.delivery_failures = Counter(
             "sidecar_delivery_failures",
-            "Records Kafka finally refused or that timed out (delivery_failed).",
+            "Records Kafka finally refused or that timed out (delivery_failed); each ends "
+            "its stream with a delivery_failed terminal (sidecar_streams_ended).",
+            registry=r,
+        )
+        self.undelivered_at_shutdown = Gauge(
+            "sidecar_undelivered_at_shutdown",
+            "Records not acknowledged by Kafka when the shutdown deadline passed.",
             registry=r,
         )
         self.producer_recoveries = Counter(

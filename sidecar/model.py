@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 UpdateKind = Literal["start", "delta", "full", "done"]
 AckMode = Literal["none", "terminal", "all"]
-TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown"]
+TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown", "delivery_failed"]
 StreamKey = tuple[str, str]  # (task_id, message_id)
 
 TERMINAL_KINDS: frozenset[str] = frozenset({"full", "done"})
@@ -80,12 +80,20 @@ class Record:
     # Loop time the stream's first delta was read, set only on the record carrying it
     # (the first-delta latency metric).
     first_delta_at: float | None = None
+    writer_uid: int = 0  # the peer uid of the connection that wrote it (`writer_uid`)
+    # Who to tell if it finally fails, whatever its acks (PROTOCOL §5): the connection
+    # that owned the stream, and its line number of the stream's latest frame.
+    writer: ReplyTarget | None = None
+    line_seq: int = 0
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self, instance: bytes = b"") -> list[tuple[str, bytes]]:
+        """The record's Kafka headers; `instance` is the `sidecar_instance` of this run."""
         hs = [
             ("type", self.kind.encode()),
             ("message_id", self.message_id.encode()),
             ("seq", str(self.stream_seq).encode()),
+            ("writer_uid", str(self.writer_uid).encode()),
+            ("sidecar_instance", instance),
         ]
         if self.terminal_reason is not None:
             hs.append(("terminal_reason", self.terminal_reason.encode()))

@@ -90,8 +90,13 @@ async def test_kafka_outage_fails_readiness_only_when_required(
         assert server.http_port is not None
         status, body = await get(server.http_port, "/readyz")
         assert status == (503 if require else 200)
+        # A reason code, never Kafka's raw error text (issue 10, failure 6) ...
         assert orjson.loads(body)["kafka"] == {
             "reachable": False,
-            "last_error": "cannot reach Kafka",
+            "reason": "unreachable",
             "required": require,
         }
+        assert b"cannot reach" not in body
+        # ... unless asked for.
+        _, body = await get(server.http_port, "/readyz?verbose=1")
+        assert orjson.loads(body)["kafka_error"] == "cannot reach Kafka"

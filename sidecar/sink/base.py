@@ -19,6 +19,7 @@ from sidecar.model import Record
 log = logging.getLogger("sidecar.sink")
 
 PressureCallback = Callable[[bool], None]
+FailureCallback = Callable[[Record, str], None]
 
 # Resume reading once pending bytes fall to this share of the limit, so the sockets do not
 # flap between paused and reading on every record.
@@ -41,6 +42,12 @@ class SinkBase:
         self.pending_bytes = 0
         self.paused = False
         self.on_pressure: PressureCallback = lambda _paused: None
+        # No silent holes (PROTOCOL §5): the stream table hears of every final failure
+        # (and ends the stream), and says which later records must not be produced.
+        self.on_failed: FailureCallback = lambda _record, _reason: None
+        self.withdrawn: Callable[[Record], bool] = lambda _record: False
+        # The `sidecar_instance` header of every record: random per start.
+        self.instance = b""
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -49,6 +56,9 @@ class SinkBase:
         self._submitted_at: dict[int, float] = {}
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
+        # Why the last contact failed: a short code for /readyz (PROTOCOL §8), and the
+        # raw error text, which is logged and shown only when asked for.
+        self.down_reason = "unreachable"
         self.last_error: str | None = None
         self.stall_after = 5.0  # seconds without an ack, with records waiting: unreachable
 
@@ -66,6 +76,13 @@ class SinkBase:
             return True
         oldest = next(iter(self._submitted_at.values()))
         return self.clock() - oldest < self.stall_after
+
+    @property
+    def kafka_reason(self) -> str | None:
+        """Why Kafka is not reachable, as a reason code; None while it is."""
+        if not self.kafka_up:
+            return self.down_reason
+        return None if self.kafka_reachable else "stalled"
 
     async def serve(self) -> None:
         """Deliver submitted records until cancelled."""
@@ -122,6 +139,15 @@ class SinkBase:
         )
         for token in record.acks:
             token.target.send_error(token.seq, "delivery_failed", reason)
+        self.on_failed(record, reason)
+
+    def withdraw(self, record: Record) -> bool:
+        """Fail `record` instead of producing it if its stream already ended at an earlier
+        failed record; True if it was withdrawn. Sinks call it right before producing."""
+        if not self.withdrawn(record):
+            return False
+        self.failed(record, "an earlier record of its stream was not delivered")
+        return True
 
     def _settle(self, record: Record) -> float | None:
         """No longer pending; returns when it was submitted."""

@@ -97,7 +97,7 @@ class KafkaSink(SinkBase):
                         await self._start_producer()
                         backoff = 0.1
                     except (KafkaError, OSError) as exc:
-                        self._set_down(f"cannot reach Kafka: {exc!r}")
+                        self._set_down("unreachable", f"cannot reach Kafka: {exc!r}")
                         self._expire_queued()
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)
@@ -119,6 +119,8 @@ class KafkaSink(SinkBase):
                 # nothing overtakes the records that are about to be resent.
                 self.queue.extendleft(reversed(batch[i:]))
                 return
+            if self.withdraw(record):
+                continue
             key = record.task_id.encode()
             try:
                 fut = await producer.send(
@@ -126,12 +128,12 @@ class KafkaSink(SinkBase):
                     record.value,
                     key=key,
                     partition=self._partition(record.task_id, key),
-                    headers=record.headers(),
+                    headers=record.headers(self.instance),
                 )
             except KafkaTimeoutError:
                 # The producer's buffer stayed full (Kafka away): retry later, in order.
                 self.queue.extendleft(reversed(batch[i:]))
-                self._set_down("producer buffer full while Kafka is unavailable")
+                self._set_down("buffer_full", "producer buffer full while Kafka is unavailable")
                 self._expire_queued()
                 return
             except KafkaError as exc:
@@ -165,7 +167,7 @@ class KafkaSink(SinkBase):
             isinstance(exc, KafkaError) and exc.retriable
         )
         if recoverable and not self._expired(record):
-            self._set_down(f"delivery failed, will resend: {exc!r}")
+            self._set_down("retrying", f"delivery failed, will resend: {exc!r}")
             self._resend.append(record)
             self._wakeup.set()
             return
@@ -237,10 +239,11 @@ class KafkaSink(SinkBase):
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _set_down(self, why: str) -> None:
+    def _set_down(self, reason: str, why: str) -> None:
         if self.kafka_up or self.last_error is None:
             log.warning("%s", why)
         self.kafka_up = False
+        self.down_reason = reason
         self.last_error = why
 
     def _expired(self, record: Record) -> bool:

@@ -54,6 +54,8 @@ class MemorySink(SinkBase):
                 await self._wait_for_work()
                 continue
             for record in self._take_queued():
+                if self.withdraw(record):
+                    continue
                 if self.fail_with is not None:
                     self.failed(record, self.fail_with)
                     continue

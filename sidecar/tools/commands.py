@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TextIO
 import orjson
 import typer
 
+from sidecar.config import DEFAULT_SOCKET
 from sidecar.model import AckMode
 from sidecar.runtime import run
 from sidecar.tools.client import expects_ack, open_client
@@ -69,7 +70,7 @@ def send(
         Path | None,
         typer.Argument(help="NDJSON file to send; standard input when absent or '-'."),
     ] = None,
-    socket: SocketOpt = Path("/tmp/sidecar.sock"),
+    socket: SocketOpt = DEFAULT_SOCKET,
     acks: AcksOpt = "none",
     client: Annotated[str | None, _opt("Client name for the hello (sends one).")] = None,
     wait: Annotated[
@@ -350,7 +351,7 @@ def _print_record(rec: ConsumedRecord, asm: Reassembler, reassemble: bool, out: 
 
 
 def bench(
-    socket: SocketOpt = Path("/tmp/sidecar.sock"),
+    socket: SocketOpt = DEFAULT_SOCKET,
     streams: Annotated[int, _opt("Concurrent streams.", min=1)] = 100,
     deltas: Annotated[int, _opt("Text deltas per stream.", min=0)] = 200,
     delta_chars: Annotated[int, _opt("Characters per delta.", min=0)] = 8,
