@@ -22,20 +22,35 @@ class ErrorCode(StrEnum):
     STREAM_EXISTS = "stream_exists"  # a start for a stream already open
     STREAM_CLOSED = "stream_closed"  # a frame for a stream closed within the TTL
     DELIVERY_FAILED = "delivery_failed"  # Kafka refused the record or timed out
+    STREAM_OWNED = "stream_owned"  # a frame for a stream another peer uid owns
     SHUTTING_DOWN = "shutting_down"
 
 
 ERROR_CODES: frozenset[str] = frozenset(c.value for c in ErrorCode)
 
 
+MAX_REPLY_LINE = 1024  # bytes, newline included (PROTOCOL §3)
+
+
 def encode_error(seq: int, code: str, message: str) -> bytes:
+    """One error line of at most MAX_REPLY_LINE bytes: a longer message is cut short
+    (with "...") rather than let a client's input inflate the reply."""
     reply = {"type": "error", "seq": seq, "code": str(code), "message": message}
-    try:
-        return orjson.dumps(reply) + b"\n"
-    except orjson.JSONEncodeError:
-        # A lone surrogate cannot be encoded as UTF-8; an error reply must still go out.
-        reply["message"] = message.encode("utf-8", "backslashreplace").decode()
-        return orjson.dumps(reply) + b"\n"
+    while True:
+        try:
+            line = orjson.dumps(reply) + b"\n"
+        except orjson.JSONEncodeError:
+            # A lone surrogate cannot be encoded as UTF-8; an error reply must still go out.
+            message = message.encode("utf-8", "backslashreplace").decode()
+            reply["message"] = message
+            continue
+        if len(line) <= MAX_REPLY_LINE:
+            return line
+        # Cut in proportion (escapes and multi-byte characters make bytes > characters),
+        # a little short so one more round at most is needed.
+        keep = len(message) * (MAX_REPLY_LINE - 128) // len(line)
+        message = message[: max(0, keep - 3)] + "..."
+        reply["message"] = message
 
 
 def encode_ack(seq: int, partition: int, offset: int) -> bytes:
