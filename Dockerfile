@@ -3,7 +3,9 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY client ./client
+# Both distributions: the server depends on sidecar-client (the shared wire protocol).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ./client .
 
 FROM python:3.11-slim
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin sidecar \

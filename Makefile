@@ -8,16 +8,18 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Re-install whenever pyproject.toml changes, so a fresh clone and an old checkout agree.
-$(STAMP): pyproject.toml
+# Re-install whenever a pyproject.toml changes, so a fresh clone and an old checkout agree.
+# Both distributions in one pip call: the server's `sidecar-client` requirement is met by
+# the local client/ tree, never looked up on an index.
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ./client -e ".[test]"
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(BIN)/ruff check sidecar tests bench
-	$(BIN)/ruff format --check sidecar tests bench
+	$(BIN)/ruff check sidecar client tests bench testbed demo
+	$(BIN)/ruff format --check sidecar client tests bench testbed demo
 	$(BIN)/mypy
 
 # The whole suite: static checks, hermetic tests and real-Kafka tests (the broker is
@@ -29,7 +31,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m sidecar.demo
+	$(BIN)/python -m demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

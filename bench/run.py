@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 
 from sidecar.sink.kafka import open_consumer
-from sidecar.testbed import create_topic, open_broker
-from sidecar.testbed.process import start_sidecar
-from sidecar.tools.client import open_client
 from sidecar.tools.loadgen import LoadSpec, percentile, run_load
+from sidecar_client.client import open_client
+from testbed import create_topic, open_broker
+from testbed.process import start_sidecar
 
 
 def cpu_seconds(pid: int) -> float:

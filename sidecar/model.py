@@ -8,45 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-UpdateKind = Literal["start", "delta", "full", "done"]
-AckMode = Literal["none", "terminal", "all"]
+# The protocol's own types live with the protocol (in the sidecar-client distribution);
+# re-exported here so the data path imports its types from one place.
+from sidecar_client.protocol.model import (
+    TERMINAL_KINDS,
+    AckMode,
+    Hello,
+    StreamKey,
+    Update,
+    UpdateKind,
+)
+
+__all__ = [
+    "TERMINAL_KINDS",
+    "AckMode",
+    "AckToken",
+    "Clock",
+    "Emit",
+    "Hello",
+    "Record",
+    "ReplyTarget",
+    "StreamKey",
+    "TerminalReason",
+    "TimerHandle",
+    "Update",
+    "UpdateKind",
+]
+
 TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown", "delivery_failed"]
-StreamKey = tuple[str, str]  # (task_id, message_id)
-
-TERMINAL_KINDS: frozenset[str] = frozenset({"full", "done"})
-
-
-@dataclass(slots=True)
-class Hello:
-    client: str | None
-    acks: AckMode
-
-
-@dataclass(slots=True)
-class Update:
-    """One accepted agentex TaskMessageUpdate line.
-
-    `body` is the JSON object exactly as received (unknown fields kept); `raw` is the
-    line's bytes, reused as the record value when the update is produced unmerged.
-    For deltas, `channel` is what must match for two deltas to merge (delta type,
-    channel fields, update `index`), `text_field` names the delta's text field and
-    `text` is its value (null counts as "").
-    """
-
-    kind: UpdateKind
-    task_id: str
-    message_id: str
-    body: dict[str, Any]
-    raw: bytes
-    channel: tuple[Any, ...] | None = None
-    text_field: str | None = None
-    text: str = ""
-
-    @property
-    def key(self) -> StreamKey:
-        return (self.task_id, self.message_id)
 
 
 class ReplyTarget(Protocol):

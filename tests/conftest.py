@@ -1,4 +1,4 @@
-"""Session fixtures: one real Kafka broker for the whole run, chosen by `sidecar.testbed`
+"""Session fixtures: one real Kafka broker for the whole run, chosen by `testbed`
 (never skipped: no broker fails the tests that need one), and fresh topics per test."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 
 import pytest
 
-from sidecar.testbed import Broker, BrokerUnavailable, create_topic, obtain_broker
+from testbed import Broker, BrokerUnavailable, create_topic, obtain_broker
 
 NewTopic = Callable[..., Awaitable[str]]
 _brokers: list[Broker] = []

@@ -16,8 +16,8 @@ from sidecar.config import Config
 from sidecar.server import Server
 from sidecar.sink.base import SinkBase
 from sidecar.sink.memory import MemorySink
-from sidecar.testbed.probe import Partition
-from sidecar.testbed.topics import partition_state
+from testbed.probe import Partition
+from testbed.topics import partition_state
 
 
 def parent(task: str, msg: str) -> dict[str, Any]:

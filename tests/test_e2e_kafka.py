@@ -18,7 +18,7 @@ from sidecar.config import Config
 from sidecar.metrics import Metrics
 from sidecar.server import Server
 from sidecar.sink.kafka import ConsumedRecord, open_consumer, partition_for
-from sidecar.testbed import Broker, KRaftCluster
+from testbed import Broker, KRaftCluster
 from tests.helpers import RawClient, done, full, make_config, open_server, start, text_delta
 
 pytestmark = pytest.mark.kafka

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.testbed import KRaftCluster, create_topic
+from testbed import KRaftCluster, create_topic
 from tests.helpers import make_config, until_partition
 from tests.test_e2e_kafka import open_agent, produced_count
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sidecar.testbed import create_topic
-from sidecar.testbed.kraft import KRaftCluster
-from sidecar.testbed.process import start_sidecar
+from testbed import create_topic
+from testbed.kraft import KRaftCluster
+from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import (
     RawClient,

@@ -19,7 +19,10 @@ from typing import Protocol
 
 from sidecar.metrics import Metrics
 from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
-from sidecar.protocol import (
+from sidecar.quoting import quote
+from sidecar.source.peer import Peer
+from sidecar.transform.table import StreamRejected, StreamTable
+from sidecar_client.protocol import (
     FrameError,
     LineFramer,
     Oversize,
@@ -27,9 +30,6 @@ from sidecar.protocol import (
     encode_ack,
     encode_error,
 )
-from sidecar.quoting import quote
-from sidecar.source.peer import Peer
-from sidecar.transform.table import StreamRejected, StreamTable
 
 log = logging.getLogger("sidecar.source")
 

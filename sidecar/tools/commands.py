@@ -23,8 +23,8 @@ import typer
 from sidecar.config import DEFAULT_SOCKET
 from sidecar.model import AckMode
 from sidecar.runtime import run
-from sidecar.tools.client import expects_ack, open_client
-from sidecar.tools.reassemble import Reassembler, Violation
+from sidecar_client.client import expects_ack, open_client
+from sidecar_client.reassemble import Reassembler, Violation
 
 if TYPE_CHECKING:
     from sidecar.sink.kafka import ConsumedRecord

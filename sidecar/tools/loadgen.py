@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from sidecar.model import AckMode, StreamKey
-from sidecar.tools.client import Client, open_client
+from sidecar_client.client import Client, open_client
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Builders for agentex TaskMessageUpdate JSON (as `model_dump(mode="json")` writes it),
-local to the protocol tests so they depend on nothing but `sidecar.protocol`."""
+local to the protocol tests so they depend on nothing but `sidecar_client.protocol`."""
 
 from __future__ import annotations
 

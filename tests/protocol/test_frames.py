@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Hello, Update
-from sidecar.protocol import DELTA_TYPES, FrameError, decode_frame
+from sidecar_client.protocol import DELTA_TYPES, FrameError, decode_frame
+from sidecar_client.protocol.model import Hello, Update
 from tests.protocol.agentex import delta, done, full, parent, raw, start, text_delta, update
 
 # (delta object, text field, channel without the update index)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.protocol import Event, FrameError, Line, LineFramer, Oversize, decode_frame
+from sidecar_client.protocol import Event, FrameError, Line, LineFramer, Oversize, decode_frame
 from tests.protocol.agentex import done, raw, start, text_delta
 
 

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.model import Hello
-from sidecar.protocol import (
+from sidecar_client.protocol import (
     ERROR_CODES,
     ErrorCode,
     decode_frame,
@@ -17,6 +16,7 @@ from sidecar.protocol import (
     encode_error,
     encode_hello,
 )
+from sidecar_client.protocol.model import Hello
 
 
 def test_error_codes_are_those_of_the_contract() -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from sidecar.testbed import KRaftCluster, create_topic, obtain_broker
-from sidecar.testbed.base import port_accepts
-from sidecar.testbed.probe import Partition
+from testbed import KRaftCluster, create_topic, obtain_broker
+from testbed.base import port_accepts
+from testbed.probe import Partition
 from tests.helpers import until_partition
 
 pytestmark = pytest.mark.kafka

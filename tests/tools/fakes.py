@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from sidecar.model import Record
-from sidecar.protocol import encode_ack, encode_error
 from sidecar.sink.kafka import ConsumedRecord
 from sidecar.sink.memory import MemorySink
+from sidecar_client.protocol import encode_ack, encode_error
 
 UPDATE_TYPES = ("start", "delta", "full", "done")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sidecar.tools.client import expects_ack, open_client
+from sidecar_client.client import expects_ack, open_client
 from tests.helpers import done, full, start, text_delta
 from tests.tools.fakes import fake_sidecar
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from sidecar.cli import app
 from sidecar.sink.memory import MemorySink
 from sidecar.tools.loadgen import LoadResult, LoadSpec, percentile, run_load
-from sidecar.tools.reassemble import Reassembler
+from sidecar_client.reassemble import Reassembler
 from tests.helpers import make_config, open_server
 from tests.tools.fakes import consumed
 

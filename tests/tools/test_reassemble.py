@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.tools.reassemble import Reassembler, Stream, Violation, channel_label
+from sidecar_client.reassemble import Reassembler, Stream, Violation, channel_label
 from tests.helpers import done, full, parent, start, text_delta
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sidecar.cli import app
 from sidecar.sink.memory import MemorySink
 from sidecar.tools.commands import run_send
-from sidecar.tools.reassemble import Reassembler
+from sidecar_client.reassemble import Reassembler
 from tests.helpers import done, make_config, open_server, start, text_delta
 from tests.tools.fakes import consumed, fake_sidecar
 

@@ -1,7 +1,7 @@
 """Update builders and a table harness for the transform tests.
 
 `update()` builds `model.Update` objects directly (channel, text field, text), so these
-tests do not depend on `sidecar.protocol`; the channel table below is PROTOCOL §2.1's.
+tests do not depend on `sidecar_client.protocol`; the channel table below is PROTOCOL §2.1's.
 """
 
 from __future__ import annotations

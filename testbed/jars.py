@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sidecar.testbed.base import BrokerError, say
+from testbed.base import BrokerError, say
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # Kafka's POM leaves the logging binding out (Kafka 4.x: SLF4J 1.7)

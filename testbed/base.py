@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar, Self
 
-from sidecar.testbed.probe import broker_ids
+from testbed.probe import broker_ids
 
 
 class BrokerError(RuntimeError):

@@ -5,11 +5,11 @@ testcontainers, then a local KRaft broker from Kafka's jars); `KRaftCluster(3)` 
 3-node cluster whose nodes can be killed and restarted; `create_topic()` makes fresh topics.
 """
 
-from sidecar.testbed.base import Broker, BrokerError, BrokerUnavailable, NotSupported
-from sidecar.testbed.jars import KAFKA_VERSION
-from sidecar.testbed.kraft import KRaftCluster
-from sidecar.testbed.provider import ExternalBroker, obtain_broker, open_broker
-from sidecar.testbed.topics import create_topic, unique_topic_name
+from testbed.base import Broker, BrokerError, BrokerUnavailable, NotSupported
+from testbed.jars import KAFKA_VERSION
+from testbed.kraft import KRaftCluster
+from testbed.provider import ExternalBroker, obtain_broker, open_broker
+from testbed.topics import create_topic, unique_topic_name
 
 __all__ = [
     "KAFKA_VERSION",

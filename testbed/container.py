@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from sidecar.testbed.base import Broker, free_ports, wait_serving
+from testbed.base import Broker, free_ports, wait_serving
 
 DEFAULT_IMAGE = "confluentinc/cp-kafka:8.1.0"
 _KAFKA_PORT = 9093  # the module's listener for clients outside the container

@@ -14,8 +14,8 @@ import os
 import time
 from collections.abc import Iterator
 
-from sidecar.testbed.base import Broker, BrokerUnavailable, NotSupported, say
-from sidecar.testbed.probe import broker_ids
+from testbed.base import Broker, BrokerUnavailable, NotSupported, say
+from testbed.probe import broker_ids
 
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 
@@ -73,7 +73,7 @@ def obtain_broker(*, own: bool = False) -> Broker:
     why = "ignored, a broker of our own is needed" if external else "not set"
     tried.append(f"{ENV_BOOTSTRAP}: {why}")
     try:
-        from sidecar.testbed.container import ContainerBroker
+        from testbed.container import ContainerBroker
 
         broker = ContainerBroker()
         return _chosen(broker, started, tried)
@@ -82,7 +82,7 @@ def obtain_broker(*, own: bool = False) -> Broker:
     except Exception as exc:  # no engine (DockerException at once), or the container failed
         tried.append(f"Docker (testcontainers): {type(exc).__name__}: {_short(exc)}")
     try:
-        from sidecar.testbed.kraft import KRaftCluster
+        from testbed.kraft import KRaftCluster
 
         broker = KRaftCluster(1)
         return _chosen(broker, started, tried)

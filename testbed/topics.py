@@ -11,8 +11,8 @@ import struct
 import time
 import uuid
 
-from sidecar.testbed.base import BrokerError
-from sidecar.testbed.probe import Metadata, Partition, metadata
+from testbed.base import BrokerError
+from testbed.probe import Metadata, Partition, metadata
 
 _seq = itertools.count(1)
 

@@ -30,8 +30,8 @@ from typing import Any, cast, get_args
 
 import orjson
 
-from sidecar.model import TERMINAL_KINDS, AckMode
-from sidecar.protocol import decode_reply, encode_hello
+from sidecar_client.protocol import decode_reply, encode_hello
+from sidecar_client.protocol.model import TERMINAL_KINDS, AckMode
 
 Update = dict[str, Any] | bytes
 Reply = dict[str, Any]

@@ -17,8 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from sidecar.testbed.base import Broker, BrokerError, free_ports, wait_serving
-from sidecar.testbed.jars import KAFKA_VERSION, java, kafka_classpath
+from testbed.base import Broker, BrokerError, free_ports, wait_serving
+from testbed.jars import KAFKA_VERSION, java, kafka_classpath
 
 _ROOT_PREFIX = "sidecar-kafka-"
 _LOG4J2 = """status = warn

@@ -39,8 +39,8 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from sidecar.model import AckMode, Hello, Update, UpdateKind
-from sidecar.protocol.replies import ErrorCode
+from sidecar_client.protocol.model import AckMode, Hello, Update, UpdateKind
+from sidecar_client.protocol.replies import ErrorCode
 
 INVALID_JSON: str = ErrorCode.INVALID_JSON.value
 INVALID_FRAME: str = ErrorCode.INVALID_FRAME.value

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from sidecar.testbed import create_topic, open_broker
-from sidecar.testbed.process import sidecar_command, start_sidecar
+from testbed import create_topic, open_broker
+from testbed.process import sidecar_command, start_sidecar
 
 _WORDS = [
     "the",

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from sidecar.model import TERMINAL_KINDS, StreamKey
-from sidecar.protocol import DELTA_TYPES
+from sidecar_client.protocol import DELTA_TYPES
+from sidecar_client.protocol.model import TERMINAL_KINDS, StreamKey
 
 Headers = Mapping[str, bytes | str]
 

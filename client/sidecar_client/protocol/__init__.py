@@ -4,7 +4,7 @@ Plain synchronous code with no I/O, shared by the server, the client library and
 fuzzer: bytes go in, events and reply bytes come out.
 """
 
-from sidecar.protocol.frames import (
+from sidecar_client.protocol.frames import (
     ACK_MODES,
     DELTA_TYPES,
     UPDATE_KINDS,
@@ -12,8 +12,8 @@ from sidecar.protocol.frames import (
     FrameError,
     decode_frame,
 )
-from sidecar.protocol.framing import Event, Line, LineFramer, Oversize
-from sidecar.protocol.replies import (
+from sidecar_client.protocol.framing import Event, Line, LineFramer, Oversize
+from sidecar_client.protocol.replies import (
     ERROR_CODES,
     ErrorCode,
     decode_reply,
