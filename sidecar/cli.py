@@ -19,6 +19,8 @@ app = typer.Typer(
     name="sidecar",
     help="Kafka producer sidecar for AI agents: agentex updates in on a Unix socket, "
     "coalesced, ordered records out to Kafka.",
+    epilog="The contract (socket, frames, replies, Kafka records and headers, lifecycle, "
+    "exit codes, HTTP endpoint) is docs/protocol.md in the sidecar source repository.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
