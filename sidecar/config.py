@@ -1,20 +1,91 @@
-"""Validated run-time configuration: the CLI parses into this, the server reads only this."""
+"""The settings model: every option of every command is one field here.
+
+A field's description is its `--help` text; its name gives the flag (`--flush-interval-ms`)
+and the environment variable (`SIDECAR_FLUSH_INTERVAL_MS`); sidecar.settings_cli derives
+the typer options from these classes. A flag wins over the environment, which wins over
+the default. Durations are seconds unless the name ends in `_ms`; sizes are bytes.
+
+Fields are grouped by the part of the data path they configure; a command's settings
+class is the groups it needs, so `run`, `check` and `tail` share one definition of the
+Kafka connection and security options.
+
+To add an option: add a field with `setting(...)`, a default and a whole-sentence
+description (what it does, the default's meaning, the unit, what each choice means).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 OnDisconnect = Literal["end", "keep"]
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 MiB = 1024 * 1024
+ENV_PREFIX = "SIDECAR_"
+# Kafka's record batch header plus one record's framing, key and our headers, rounded
+# up: a frame of --max-frame-bytes must fit in a produce request with these around it.
+RECORD_OVERHEAD_BYTES = 4096
 
-# The default socket folder when XDG_RUNTIME_DIR is not set; created at start if missing.
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    cli: bool = True,
+    show: str | None = None,
+    octal: bool = False,
+    comma_list: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A field of the settings model. `help` is the option's help text; `flag` overrides
+    the derived declaration (`--uvloop/--no-uvloop`); `cli=False` keeps the field out of
+    the command line (secrets: environment only); `show` is the default as --help prints
+    it; `octal` takes and shows the value as an octal string (file modes); `comma_list`
+    takes a tuple as one comma-separated string (flag and environment alike). A callable
+    default is called when the settings are read."""
+    extra: dict[str, Any] = {"cli": cli, "octal": octal, "comma_list": comma_list}
+    if flag is not None:
+        extra["flag"] = flag
+    if show is not None:
+        extra["show"] = show
+    if callable(default):  # computed when the settings are read (from the environment)
+        return Field(
+            default_factory=default, description=help, json_schema_extra=extra, **constraints
+        )
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+def combo_error(message: str) -> PydanticCustomError:
+    """A rejected setting or combination, with the message as written (pydantic would
+    prefix "Value error, "); a combination's message names its settings by their flags.
+    Braces are doubled: pydantic formats the message with its context."""
+    return PydanticCustomError("setting", message.replace("{", "{{").replace("}", "}}"))
+
+
+class _Settings(BaseSettings):
+    # The --help section the group's options are listed under.
+    panel: ClassVar[str] = "Options"
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        # An empty variable (`SIDECAR_SSL_CA_FILE=`) means unset, as shells and manifests
+        # often write it.
+        env_ignore_empty=True,
+    )
+
+
+# The default socket folder when XDG_RUNTIME_DIR is not set; run creates it if missing.
 RUN_FOLDER = Path("/run/sidecar")
 
 
@@ -25,63 +96,289 @@ def default_socket_path() -> Path:
     return Path(runtime_dir) / "sidecar.sock" if runtime_dir else RUN_FOLDER / "sidecar.sock"
 
 
-DEFAULT_SOCKET = default_socket_path()  # as the command line shows it
+def _comma_list(v: Any) -> Any:
+    """`"1000, 1001"` (a flag or SIDECAR_* variable) -> (1000, 1001)."""
+    if isinstance(v, str):
+        try:
+            return tuple(int(x) for x in v.split(",") if x.strip())
+        except ValueError:
+            raise combo_error(f"{v!r} is not a comma-separated list of numbers") from None
+    return v
 
 
-class Config(BaseModel):
-    """Everything `sidecar run` takes. Durations in seconds unless the name ends in `_ms`."""
+class SocketPathSettings(_Settings):
+    panel: ClassVar[str] = "Socket"
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    socket: Path = setting(
+        default_socket_path,
+        "Path of the Unix socket agents write to; run creates it, the client commands "
+        "connect to it. Default: $XDG_RUNTIME_DIR/sidecar.sock, else "
+        "/run/sidecar/sidecar.sock (run creates /run/sidecar if it may). run refuses a "
+        "folder that a user other than itself or root could write into, unless sticky.",
+        show="$XDG_RUNTIME_DIR/sidecar.sock or /run/sidecar/sidecar.sock",
+    )
 
-    # Source: the Unix socket.
-    socket: Path = Field(default_factory=default_socket_path)
-    socket_mode: int = Field(default=0o660, ge=0, le=0o777)
-    max_frame_bytes: int = Field(default=MiB, ge=64)
-    max_reply_bytes: int = Field(default=MiB, ge=1024)
-    # Who may connect (PROTOCOL §1): both empty admits anyone who can open the socket.
-    allowed_uids: tuple[int, ...] = ()
-    allowed_gids: tuple[int, ...] = ()
 
-    # Transform: coalescing and stream lifecycle.
-    flush_interval_ms: int = Field(default=50, ge=0)
-    max_buffered_chars: int = Field(default=128, ge=1)
-    closed_stream_ttl: float = Field(default=600.0, ge=0)
-    stream_idle_timeout: float = Field(default=300.0, gt=0)
-    on_disconnect: OnDisconnect = "end"
+class SocketSettings(SocketPathSettings):
+    socket_mode: int = setting(
+        0o660,
+        "File mode of the socket, as an octal number: who may connect (0660: the owner "
+        "and the group).",
+        octal=True,
+        ge=0,
+        le=0o777,
+    )
+    max_frame_bytes: int = setting(
+        MiB,
+        "Longest accepted line, in bytes; a longer one is skipped and answered with "
+        "frame_too_large.",
+        ge=64,
+    )
+    max_reply_bytes: int = setting(
+        MiB,
+        "Unread replies kept per client, in bytes; past it further replies to that client "
+        "are dropped and counted.",
+        ge=1024,
+    )
+    allowed_uids: Annotated[tuple[int, ...], NoDecode] = setting(
+        (),
+        "Peer uids that may connect, comma-separated (read from the connection with "
+        "SO_PEERCRED); with --allowed-gids, a peer listed in either is admitted. Default: "
+        "anyone who can open the socket. A refused peer is closed at once, logged and "
+        "counted.",
+        comma_list=True,
+        show="anyone",
+    )
+    allowed_gids: Annotated[tuple[int, ...], NoDecode] = setting(
+        (),
+        "Peer gids that may connect, comma-separated: the peer's primary group or one of "
+        "its supplementary groups.",
+        comma_list=True,
+        show="anyone",
+    )
+    listen_backlog: int = setting(
+        1024,
+        "Connections the kernel queues on the socket before run accepts them (the listen "
+        "backlog; the kernel caps it at net.core.somaxconn).",
+        ge=1,
+        le=65535,
+    )
 
-    # Sink: Kafka.
-    bootstrap_servers: str = "localhost:9092"
-    topic: str = Field(default="task-updates", min_length=1, max_length=249)
-    client_id: str = "sidecar"
-    linger_ms: int = Field(default=5, ge=0)
-    compression: Compression = "none"
-    max_batch_bytes: int = Field(default=512 * 1024, ge=1024)
-    max_request_bytes: int = Field(default=2 * MiB, ge=1024)
-    request_timeout_ms: int = Field(default=30_000, ge=100)
-    delivery_timeout_ms: int = Field(default=120_000, ge=100)
-    max_pending_bytes: int = Field(default=64 * MiB, ge=1024)
+    _ids = field_validator("allowed_uids", "allowed_gids", mode="before")(_comma_list)
 
-    # Lifecycle and operations.
-    shutdown_timeout: float = Field(default=25.0, gt=0)
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8081, ge=0, le=65535)
-    require_kafka: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: LogFormat = "text"
-    uvloop: bool = True
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _octal(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return int(v, 8)
+            except ValueError:
+                raise combo_error(f"{v!r} is not an octal file mode such as 0660") from None
+        return v
+
+
+class TransformSettings(_Settings):
+    panel: ClassVar[str] = "Coalescing and streams"
+
+    flush_interval_ms: int = setting(
+        50,
+        "Coalescing window per stream, in milliseconds: deltas arriving within it are "
+        "merged into one record; 0 turns coalescing off (one record per delta).",
+        ge=0,
+    )
+    max_buffered_chars: int = setting(
+        128,
+        "Flush a stream at once when this many characters of text are pending, before its "
+        "window ends.",
+        ge=1,
+    )
+    closed_stream_ttl: float = setting(
+        600.0,
+        "How long a closed stream is remembered, in seconds: frames for it within this "
+        "time are rejected with stream_closed.",
+        ge=0,
+    )
+    stream_idle_timeout: float = setting(
+        300.0,
+        "End a stream (terminal_reason idle_timeout) when no frame arrived for it for "
+        "this long, in seconds.",
+        gt=0,
+    )
+    on_disconnect: OnDisconnect = setting(
+        "end",
+        "What happens to a client's open streams when it disconnects: end ends each with "
+        "a done (terminal_reason disconnect); keep leaves them open for a reconnect.",
+    )
+
+    @property
+    def flush_interval(self) -> float:
+        return self.flush_interval_ms / 1000.0
+
+
+class KafkaSettings(_Settings):
+    """Reaching Kafka: shared by every command that talks to it (run, check, tail)."""
+
+    panel: ClassVar[str] = "Kafka connection"
+
+    bootstrap_servers: str = setting(
+        "localhost:9092",
+        "Kafka brokers to bootstrap from, as host:port[,host:port...].",
+    )
+    topic: str = setting(
+        "task-updates",
+        "Kafka topic the records go to (and that check and tail read); it must exist: "
+        "nothing here creates it.",
+        min_length=1,
+        max_length=249,
+    )
+    client_id: str = setting("sidecar", "Kafka client id, as brokers log and quota it.")
 
     @field_validator("bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, v: str) -> str:
         hosts = [h.strip() for h in v.split(",") if h.strip()]
         if not hosts or any(":" not in h for h in hosts):
-            raise ValueError("expected host:port[,host:port...]")
+            raise combo_error("expected host:port[,host:port...]")
         return ",".join(hosts)
 
-    @property
-    def flush_interval(self) -> float:
-        return self.flush_interval_ms / 1000.0
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        # Kafka's own rule (Topic.validate): legal characters, and not "." or "..".
+        if v in (".", "..") or any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in v):
+            raise combo_error(
+                f"{v!r} is not a valid Kafka topic name (ASCII letters, digits, '.', '_' "
+                "and '-' only, and not '.' or '..')"
+            )
+        return v
+
+
+class ProducerSettings(_Settings):
+    panel: ClassVar[str] = "Kafka producer"
+
+    linger_ms: int = setting(
+        5,
+        "How long the producer waits to fill a batch before sending it, in milliseconds.",
+        ge=0,
+    )
+    compression: Compression = setting(
+        "none",
+        "Compression of record batches: none, gzip, snappy, lz4 or zstd.",
+    )
+    max_batch_bytes: int = setting(
+        512 * 1024,
+        "Largest record batch per partition, in bytes; at most --max-request-bytes.",
+        ge=1024,
+    )
+    max_request_bytes: int = setting(
+        2 * MiB,
+        "Largest produce request, in bytes; a record larger than this fails with "
+        "delivery_failed, so it must hold a frame of --max-frame-bytes.",
+        ge=1024,
+    )
+    request_timeout_ms: int = setting(
+        30_000,
+        "How long to wait for a broker to answer one request, in milliseconds.",
+        ge=100,
+    )
+    delivery_timeout_ms: int = setting(
+        120_000,
+        "How long a record may wait for Kafka's acknowledgement, retries included, before "
+        "it fails with delivery_failed, in milliseconds; at least --request-timeout-ms "
+        "plus --linger-ms.",
+        ge=100,
+    )
+    max_pending_bytes: int = setting(
+        64 * MiB,
+        "Bytes of records accepted and not yet acknowledged by Kafka; past it run stops "
+        "reading the sockets (backpressure) until they fall to three quarters.",
+        ge=1024,
+    )
 
     @property
     def compression_type(self) -> str | None:
         return None if self.compression == "none" else self.compression
+
+
+class LogSettings(_Settings):
+    panel: ClassVar[str] = "Logging"
+
+    log_level: LogLevel = setting(
+        "info", "Least severe log level written: debug, info, warning or error."
+    )
+    log_format: LogFormat = setting(
+        "text",
+        "Log line format on standard error: text (for people) or json (one JSON object "
+        "per line, RFC 3339 timestamps, for log collectors).",
+    )
+
+
+class OpsSettings(_Settings):
+    panel: ClassVar[str] = "Operations"
+
+    shutdown_timeout: float = setting(
+        25.0,
+        "Hard deadline from SIGTERM to exit, in seconds: ending streams and waiting for "
+        "Kafka to acknowledge them. Exit is never later than this plus one second, "
+        "whatever Kafka does; records still unacknowledged then are logged and the exit "
+        "code is 1.",
+        gt=0,
+    )
+    http_host: str = setting(
+        "127.0.0.1",
+        "Address the operations endpoint (/metrics, /healthz, /readyz) listens on. It has "
+        "no authentication: the default keeps it on loopback; set what the probes need "
+        "(0.0.0.0 for the kubelet's probes by pod IP).",
+    )
+    http_port: int = setting(
+        8081,
+        "TCP port of the operations endpoint (/metrics, /healthz, /readyz); 0 turns it off.",
+        ge=0,
+        le=65535,
+    )
+    require_kafka: bool = setting(
+        False,
+        "Fail /readyz while Kafka is unreachable; by default an outage does not, because "
+        "the sidecar keeps accepting and retries.",
+    )
+    uvloop: bool = setting(
+        True, "Run on uvloop when it is installed; --no-uvloop uses asyncio's own loop."
+    )
+
+
+class Config(
+    SocketSettings, TransformSettings, ProducerSettings, KafkaSettings, OpsSettings, LogSettings
+):
+    """Everything `sidecar run` takes (and `sidecar check` validates)."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        if self.delivery_timeout_ms < self.request_timeout_ms + self.linger_ms:
+            raise combo_error(
+                f"--delivery-timeout-ms ({self.delivery_timeout_ms}) must be at least "
+                f"--request-timeout-ms + --linger-ms ({self.request_timeout_ms + self.linger_ms})"
+            )
+        if self.max_batch_bytes > self.max_request_bytes:
+            raise combo_error(
+                f"--max-batch-bytes ({self.max_batch_bytes}) must not exceed "
+                f"--max-request-bytes ({self.max_request_bytes})"
+            )
+        if self.max_frame_bytes + RECORD_OVERHEAD_BYTES > self.max_request_bytes:
+            raise combo_error(
+                f"--max-frame-bytes ({self.max_frame_bytes}) plus {RECORD_OVERHEAD_BYTES} "
+                f"bytes of record overhead must fit in --max-request-bytes "
+                f"({self.max_request_bytes}): such a frame could never be delivered"
+            )
+        return self
+
+
+class TailSettings(KafkaSettings, LogSettings):
+    """What `sidecar tail` takes besides its own display options."""
+
+
+def flag_of(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_of(field: str) -> str:
+    return ENV_PREFIX + field.upper()

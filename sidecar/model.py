@@ -20,6 +20,7 @@ from sidecar_client.protocol.model import (
     Update,
     UpdateKind,
 )
+from sidecar_client.protocol.replies import ErrorCode
 
 __all__ = [
     "TERMINAL_KINDS",
@@ -45,7 +46,7 @@ class ReplyTarget(Protocol):
 
     def send_ack(self, seq: int, partition: int, offset: int) -> None: ...
 
-    def send_error(self, seq: int, code: str, message: str) -> None: ...
+    def send_error(self, seq: int, code: ErrorCode, message: str) -> None: ...
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 
 from sidecar.config import RUN_FOLDER, Config
+from sidecar.errors import ErrorCode, ExitCode
 from sidecar.metrics import Metrics
 from sidecar.model import Record, ReplyTarget
 from sidecar.ops import OpsServer
@@ -28,10 +29,6 @@ from sidecar.source.session import Intake
 from sidecar.transform.table import StreamTable
 
 log = logging.getLogger("sidecar.server")
-
-EXIT_OK = 0
-EXIT_UNDELIVERED = 1
-EXIT_USAGE = 2
 
 
 # What shutdown may spend past its deadline cancelling the sink and closing the ops
@@ -117,6 +114,7 @@ class Server:
                 self.hub, self.intake, admission, max_reply_bytes=cfg.max_reply_bytes
             ),
             create_folder=cfg.socket.parent == RUN_FOLDER,
+            backlog=cfg.listen_backlog,
         )
         if cfg.http_port:
             self._ops = OpsServer(self.metrics, self.readiness, self.kafka_error)
@@ -145,7 +143,7 @@ class Server:
         # and end what is still open, so each stream gets its one terminal.
         ended = self.table.end_all("shutdown")
         log.info("shutting down: ended %d open streams, waiting for Kafka", ended)
-        code = EXIT_OK
+        code = ExitCode.OK
         flushed = asyncio.ensure_future(sink.flush())
         forced = asyncio.ensure_future(self._forced.wait())
         await asyncio.wait(
@@ -157,7 +155,7 @@ class Server:
         forced.cancel()
         if sink.pending_records:
             self._log_undelivered()
-            code = EXIT_UNDELIVERED
+            code = ExitCode.RUNTIME
         hub.close_all()
         # Whatever Kafka does, stopping the producer gets only what is left of the
         # deadline (stopping it may wait for in-flight requests): PROTOCOL §6.
@@ -275,13 +273,13 @@ class Server:
             log.error("shutdown did not finish within --shutdown-timeout; exiting (exit 1)")
             for handler in logging.getLogger().handlers:
                 handler.flush()
-        os._exit(EXIT_UNDELIVERED)
+        os._exit(ExitCode.RUNTIME)
 
 
 def _tell_failed(writer: ReplyTarget, seq: int, record: Record, reason: str) -> None:
     writer.send_error(
         seq,
-        "delivery_failed",
+        ErrorCode.DELIVERY_FAILED,
         f"{record.kind} record {record.stream_seq} of the stream was not delivered "
         f"({reason}); the stream is ended (delivery_failed)",
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import Record
+from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
 
@@ -138,7 +139,7 @@ class SinkBase:
             reason,
         )
         for token in record.acks:
-            token.target.send_error(token.seq, "delivery_failed", reason)
+            token.target.send_error(token.seq, ErrorCode.DELIVERY_FAILED, reason)
         self.on_failed(record, reason)
 
     def withdraw(self, record: Record) -> bool:

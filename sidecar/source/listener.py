@@ -26,12 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.errors import StartupError
+
 # Created when it is the default path's folder and missing: searchable by every user so
 # agents of other uids can reach the socket, writable only by us.
 _DEFAULT_FOLDER_MODE = 0o755
 
 
-class SocketSetupError(RuntimeError):
+class SocketSetupError(StartupError):
     """The socket cannot be set up safely; `run` exits 2 with this one-line message."""
 
 

@@ -23,6 +23,7 @@ from sidecar.quoting import quote
 from sidecar.source.peer import Peer
 from sidecar.transform.table import StreamRejected, StreamTable
 from sidecar_client.protocol import (
+    ErrorCode,
     FrameError,
     LineFramer,
     Oversize,
@@ -88,7 +89,7 @@ class Session:
                 self.intake.metrics.frames["invalid"].inc()
                 self.send_error(
                     event.seq,
-                    "frame_too_large",
+                    ErrorCode.FRAME_TOO_LARGE,
                     f"line longer than --max-frame-bytes {self.intake.max_frame_bytes}; skipped",
                 )
             else:
@@ -131,13 +132,15 @@ class Session:
         if isinstance(frame, Hello):
             metrics.frames["hello"].inc()
             if seq != 1:
-                self.send_error(seq, "invalid_frame", "hello is only allowed as the first line")
+                self.send_error(
+                    seq, ErrorCode.INVALID_FRAME, "hello is only allowed as the first line"
+                )
                 return
             self.acks, self.client = frame.acks, frame.client
             return
         metrics.frames[frame.kind].inc()
         if intake.draining:
-            self.send_error(seq, "shutting_down", "the sidecar is shutting down")
+            self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
             return
         ack = None
         if self.acks == "all" or (self.acks == "terminal" and frame.kind in TERMINAL_KINDS):
@@ -156,7 +159,7 @@ class Session:
         self._reply(encode_ack(seq, partition, offset))
         self._answered(seq)
 
-    def send_error(self, seq: int, code: str, message: str) -> None:
+    def send_error(self, seq: int, code: ErrorCode, message: str) -> None:
         self.intake.metrics.errors.labels(code).inc()
         self._reply(encode_error(seq, code, message))
         self._answered(seq)

@@ -20,8 +20,9 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TextIO
 import orjson
 import typer
 
-from sidecar.config import DEFAULT_SOCKET
+from sidecar.config import SocketPathSettings, TailSettings
 from sidecar.model import AckMode
+from sidecar.options import with_settings
 from sidecar.runtime import run
 from sidecar_client.client import expects_ack, open_client
 from sidecar_client.reassemble import Reassembler, Violation
@@ -30,20 +31,14 @@ if TYPE_CHECKING:
     from sidecar.sink.kafka import ConsumedRecord
 
 
-def _opt(help: str, *decls: str, env: str | None = None, **kwargs: Any) -> Any:
-    envvar = f"SIDECAR_{env}" if env else None
-    return typer.Option(*decls, help=help, envvar=envvar, show_default=True, **kwargs)
+def _opt(help: str, *decls: str, **kwargs: Any) -> Any:
+    return typer.Option(*decls, help=help, show_default=True, **kwargs)
 
 
 class InputError(Exception):
     """The lines to send could not be read."""
 
 
-SocketOpt = Annotated[Path, _opt("Unix socket of the running sidecar.", env="SOCKET")]
-BootstrapOpt = Annotated[
-    str, _opt("Kafka bootstrap servers, host:port[,host:port...].", env="BOOTSTRAP_SERVERS")
-]
-TopicOpt = Annotated[str, _opt("Kafka topic.", env="TOPIC")]
 AcksOpt = Annotated[AckMode, _opt("Acks to ask for in a hello: none, terminal or all.")]
 EXIT_INTERRUPTED = 130
 CHUNK = 1 << 16
@@ -65,12 +60,13 @@ def _run(coro: Coroutine[Any, Any, int], *, use_uvloop: bool = False) -> int:
 # -- send --------------------------------------------------------------------------------
 
 
+@with_settings(SocketPathSettings)
 def send(
+    settings: SocketPathSettings,
     file: Annotated[
         Path | None,
         typer.Argument(help="NDJSON file to send; standard input when absent or '-'."),
     ] = None,
-    socket: SocketOpt = DEFAULT_SOCKET,
     acks: AcksOpt = "none",
     client: Annotated[str | None, _opt("Client name for the hello (sends one).")] = None,
     wait: Annotated[
@@ -78,6 +74,7 @@ def send(
     ] = 10.0,
 ) -> None:
     """Send NDJSON lines to the sidecar's socket and print every reply (exit 1 on errors)."""
+    socket = settings.socket
     if file is None or str(file) == "-":
         code = _run(run_send(sys.stdin.buffer, socket, acks=acks, client=client, wait=wait))
     else:
@@ -231,9 +228,9 @@ class RecordSource(Protocol):
     async def poll(self, timeout_ms: int = ..., max_records: int = ...) -> list[ConsumedRecord]: ...
 
 
+@with_settings(TailSettings)
 def tail(
-    bootstrap_servers: BootstrapOpt = "localhost:9092",
-    topic: TopicOpt = "task-updates",
+    settings: TailSettings,
     reassemble: Annotated[
         bool, _opt("Print each stream's assembled content when its terminal arrives.")
     ] = False,
@@ -251,7 +248,9 @@ def tail(
     from sidecar.sink.kafka import open_consumer
 
     async def main() -> int:
-        async with open_consumer(bootstrap_servers, topic, from_beginning=from_beginning) as r:
+        async with open_consumer(
+            settings.bootstrap_servers, settings.topic, from_beginning=from_beginning
+        ) as r:
             return await run_tail(
                 r,
                 reassemble=reassemble,
@@ -264,7 +263,7 @@ def tail(
     try:
         code = _run(main())
     except Exception as exc:  # Kafka unreachable, unknown topic...: the message is the point
-        typer.echo(f"error: {bootstrap_servers} / {topic}: {exc!r}", err=True)
+        typer.echo(f"error: {settings.bootstrap_servers} / {settings.topic}: {exc!r}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 
@@ -350,8 +349,9 @@ def _print_record(rec: ConsumedRecord, asm: Reassembler, reassemble: bool, out: 
 # -- bench -------------------------------------------------------------------------------
 
 
+@with_settings(SocketPathSettings)
 def bench(
-    socket: SocketOpt = DEFAULT_SOCKET,
+    settings: SocketPathSettings,
     streams: Annotated[int, _opt("Concurrent streams.", min=1)] = 100,
     deltas: Annotated[int, _opt("Text deltas per stream.", min=0)] = 200,
     delta_chars: Annotated[int, _opt("Characters per delta.", min=0)] = 8,
@@ -370,6 +370,7 @@ def bench(
     latency (exit 1 on errors or missing acks)."""
     from sidecar.tools.loadgen import LoadSpec, run_load
 
+    socket = settings.socket
     spec = LoadSpec(streams, deltas, delta_chars, connections, rate, acks, ack_timeout=ack_timeout)
 
     async def main() -> int:

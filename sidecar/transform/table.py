@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -50,20 +50,14 @@ from sidecar.model import (
 from sidecar.quoting import quote
 from sidecar.transform.merge import Pending, delta_record, runs
 from sidecar.transform.stream import Stream
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
 DELIVERY_FAILED: TerminalReason = "delivery_failed"
 
-RejectCode = Literal["stream_exists", "stream_closed", "stream_owned"]
 
-
-class StreamRejected(Exception):
-    """A frame that breaks the stream rules; it produced nothing. `code` is the reply's
-    error code."""
-
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code: RejectCode = code
-        self.message = message
+class StreamRejected(Rejection):
+    """A frame that breaks the stream rules (`stream_exists`, `stream_closed`,
+    `stream_owned`); it produced nothing."""
 
 
 class StreamTable:
@@ -155,17 +149,17 @@ class StreamTable:
         if stream is None:
             if key in self._closed:
                 raise StreamRejected(
-                    "stream_closed", f"{_name(key)} has ended; no frame may follow"
+                    ErrorCode.STREAM_CLOSED, f"{_name(key)} has ended; no frame may follow"
                 )
             stream = Stream(key, owner, uid, now)  # explicit or implicit open
             opened[key] = stream
             self._by_owner.setdefault(owner, {})[key] = None
         elif stream.uid != uid:
             raise StreamRejected(
-                "stream_owned", f"{_name(key)} belongs to another peer (uid {stream.uid})"
+                ErrorCode.STREAM_OWNED, f"{_name(key)} belongs to another peer (uid {stream.uid})"
             )
         elif kind == "start":
-            raise StreamRejected("stream_exists", f"{_name(key)} is already open")
+            raise StreamRejected(ErrorCode.STREAM_EXISTS, f"{_name(key)} is already open")
         else:
             opened.move_to_end(key)
             stream.last_active = now
@@ -361,7 +355,7 @@ class StreamTable:
         stream.pending_chars = 0
         for p in pending:
             if p.ack is not None:
-                p.ack.target.send_error(p.ack.seq, DELIVERY_FAILED, reason)
+                p.ack.target.send_error(p.ack.seq, ErrorCode.DELIVERY_FAILED, reason)
 
     def _produce(
         self,

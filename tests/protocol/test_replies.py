@@ -27,7 +27,7 @@ def test_error_codes_are_those_of_the_contract() -> None:
         "stream_exists",
         "stream_closed",
         "delivery_failed",
-        "stream_owned",
+        "stream_owned",  # PROTOCOL v1.1 §2.2
         "shutting_down",
     }
     assert str(ErrorCode.FRAME_TOO_LARGE) == "frame_too_large"

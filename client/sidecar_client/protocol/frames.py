@@ -40,19 +40,14 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from sidecar_client.protocol.model import AckMode, Hello, Update, UpdateKind
-from sidecar_client.protocol.replies import ErrorCode
+from sidecar_client.protocol.replies import ErrorCode, Rejection
 
-INVALID_JSON: str = ErrorCode.INVALID_JSON.value
-INVALID_FRAME: str = ErrorCode.INVALID_FRAME.value
+INVALID_JSON = ErrorCode.INVALID_JSON
+INVALID_FRAME = ErrorCode.INVALID_FRAME
 
 
-class FrameError(Exception):
-    """A rejected line: `code` is the reply's error code (PROTOCOL §3)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+class FrameError(Rejection):
+    """A line that is not a valid frame: `invalid_json` or `invalid_frame`."""
 
 
 FieldKind = Literal["id", "str", "int"]

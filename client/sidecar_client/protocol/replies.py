@@ -22,7 +22,7 @@ class ErrorCode(StrEnum):
     STREAM_EXISTS = "stream_exists"  # a start for a stream already open
     STREAM_CLOSED = "stream_closed"  # a frame for a stream closed within the TTL
     DELIVERY_FAILED = "delivery_failed"  # Kafka refused the record or timed out
-    STREAM_OWNED = "stream_owned"  # a frame for a stream another peer uid owns
+    STREAM_OWNED = "stream_owned"  # the stream belongs to another peer uid
     SHUTTING_DOWN = "shutting_down"
 
 
@@ -30,6 +30,14 @@ ERROR_CODES: frozenset[str] = frozenset(c.value for c in ErrorCode)
 
 
 MAX_REPLY_LINE = 1024  # bytes, newline included (PROTOCOL §3)
+class Rejection(Exception):
+    """A line the sidecar refuses: every rejection (a bad frame, a stream rule, a
+    delivery failure) is one of these, and `code` is the error reply's code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 def encode_error(seq: int, code: str, message: str) -> bytes:
