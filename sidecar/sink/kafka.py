@@ -247,6 +247,10 @@ class KafkaSink(SinkBase):
         self.last_error = why
 
     def _expired(self, record: Record) -> bool:
+        if record.terminal_reason == "delivery_failed":
+            # The marker of a hole never expires: without it the hole would be silent
+            # (PROTOCOL §5). One per failed stream; the shutdown deadline bounds it.
+            return False
         started = self._submitted_at.get(id(record))
         limit = self.config.delivery_timeout_ms / 1000
         return started is not None and self.clock() - started > limit

@@ -30,6 +30,8 @@ ERROR_CODES: frozenset[str] = frozenset(c.value for c in ErrorCode)
 
 
 MAX_REPLY_LINE = 1024  # bytes, newline included (PROTOCOL §3)
+
+
 class Rejection(Exception):
     """A line the sidecar refuses: every rejection (a bad frame, a stream rule, a
     delivery failure) is one of these, and `code` is the error reply's code."""
