@@ -20,16 +20,19 @@ fi
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null \
         || ! command -v debootstrap >/dev/null; then
     log "installing podman, runc, debootstrap (apt)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends \
         podman runc debootstrap netavark aardvark-dns conmon catatonit iptables >/dev/null
 fi
 
 # 2. Runtime settings. runc, not crun: crun refuses the hybrid cgroup v1+v2 mount of this
 # machine kind. Lower ulimits: root here lacks CAP_SYS_RESOURCE and the hard nofile limit is
-# below the 1048576 that rootful podman asks for, so runc cannot set it.
+# below the 1048576 that rootful podman asks for, so runc cannot set it. netavark, named:
+# Debian's podman also ships a CNI config, and a fresh store would otherwise weigh the two.
 CONF=/etc/containers/containers.conf
-if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
+if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null \
+        || ! grep -q '^network_backend = "netavark"' "$CONF"; then
     log "writing $CONF"
     mkdir -p /etc/containers
     hard=$(ulimit -Hn)
@@ -38,6 +41,8 @@ if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
 default_ulimits = ["nofile=$hard:$hard", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
+[network]
+network_backend = "netavark"
 CONF
 fi
 

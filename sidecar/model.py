@@ -6,8 +6,8 @@ all speak the same types.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 # The protocol's own types live with the protocol (in the sidecar-client distribution);
@@ -57,44 +57,96 @@ class AckToken:
     seq: int
 
 
-@dataclass(slots=True)
 class Record:
-    """One Kafka record, ready to produce (key = task_id)."""
+    """One Kafka record, ready to produce (key = task_id), and its delivery state.
 
-    task_id: str
-    message_id: str
-    kind: UpdateKind
-    value: bytes
-    stream_seq: int  # 0-based position among the stream's records (the `seq` header)
-    terminal_reason: TerminalReason | None = None
-    acks: list[AckToken] = field(default_factory=list)
-    deltas: int = 0  # how many delta lines this record carries (metrics)
-    # Loop time the stream's first delta was read, set only on the record carrying it
-    # (the first-delta latency metric).
-    first_delta_at: float | None = None
-    writer_uid: int = 0  # the peer uid of the connection that wrote it (`writer_uid`)
-    # Who to tell if it finally fails, whatever its acks (PROTOCOL §5): the connection
-    # that owned the stream, and its line number of the stream's latest frame.
-    writer: ReplyTarget | None = None
-    line_seq: int = 0
+    The same object travels from the coalescer through the sink's outbox into a batch
+    and back out as acks, so a pending record costs one object: `size`, `submitted_at`,
+    `partition` and `solo` belong to the sink and are set when it accepts the record.
+    """
+
+    __slots__ = (
+        "acks",
+        "deltas",
+        "first_delta_at",
+        "kind",
+        "line_seq",
+        "message_id",
+        "partition",
+        "size",
+        "solo",
+        "stream_seq",
+        "submitted_at",
+        "task_id",
+        "terminal_reason",
+        "value",
+        "writer",
+        "writer_uid",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        message_id: str,
+        kind: UpdateKind,
+        value: bytes,
+        stream_seq: int,
+        terminal_reason: TerminalReason | None = None,
+        acks: Sequence[AckToken] = (),
+        deltas: int = 0,
+        first_delta_at: float | None = None,
+        writer_uid: int = 0,
+        writer: ReplyTarget | None = None,
+        line_seq: int = 0,
+    ) -> None:
+        self.task_id = task_id
+        self.message_id = message_id
+        self.kind = kind
+        self.value = value
+        self.stream_seq = stream_seq  # 0-based position among the stream's records
+        self.terminal_reason = terminal_reason
+        self.acks = acks  # the lines waiting to hear about this record
+        self.deltas = deltas  # how many delta lines this record carries (metrics)
+        # Loop time the stream's first delta was read, set only on the record carrying it
+        # (the first-delta latency metric).
+        self.first_delta_at = first_delta_at
+        self.writer_uid = writer_uid  # the peer uid of the connection that wrote it
+        # Who to tell if it finally fails, whatever its acks (PROTOCOL §5): the connection
+        # that owned the stream, and its line number of the stream's latest frame.
+        self.writer = writer
+        self.line_seq = line_seq
+        # Set by the sink on submit: bytes counted against --max-pending-bytes, loop time,
+        # the partition it goes to, and whether it must travel in a batch of its own.
+        self.size = 0
+        self.submitted_at = 0.0
+        self.partition = -1
+        self.solo = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Record({self.task_id!r}, {self.message_id!r}, {self.kind!r}, "
+            f"seq={self.stream_seq}, {len(self.value)} bytes)"
+        )
 
     def headers(self, instance: bytes = b"") -> list[tuple[str, bytes]]:
         """The record's Kafka headers; `instance` is the `sidecar_instance` of this run."""
         hs = [
-            ("type", self.kind.encode()),
+            _KIND_HEADERS[self.kind],
             ("message_id", self.message_id.encode()),
             ("seq", str(self.stream_seq).encode()),
             ("writer_uid", str(self.writer_uid).encode()),
             ("sidecar_instance", instance),
         ]
         if self.terminal_reason is not None:
-            hs.append(("terminal_reason", self.terminal_reason.encode()))
+            hs.append(_REASON_HEADERS[self.terminal_reason])
         return hs
 
-    @property
-    def size(self) -> int:
-        """Bytes this record holds in memory, for --max-pending-bytes accounting."""
-        return len(self.value) + len(self.task_id) + len(self.message_id) + 64
+
+_KIND_HEADERS = {k: ("type", k.encode()) for k in ("start", "delta", "full", "done")}
+_REASON_HEADERS = {
+    r: ("terminal_reason", r.encode())
+    for r in ("client", "disconnect", "idle_timeout", "shutdown", "delivery_failed")
+}
 
 
 class TimerHandle(Protocol):

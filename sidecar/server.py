@@ -92,7 +92,7 @@ class Server:
             idle_timeout=cfg.stream_idle_timeout,
             failed_ttl=cfg.delivery_timeout_ms / 1000,
         )
-        self.hub = Hub(self.metrics)
+        self.hub = Hub()
         self.intake = Intake(
             self.table,
             self.metrics,
@@ -103,9 +103,13 @@ class Server:
         sink.on_pressure = self.hub.set_paused
         sink.on_failed = self._on_failed
         sink.withdrawn = self.table.withdrawn
-        self.metrics.streams_open.set_function(lambda: self.table.open_count)
-        self.metrics.kafka_up.set_function(lambda: float(sink.kafka_reachable))
-        self.metrics.pending_bytes.set_function(lambda: sink.pending_bytes)
+        m = self.metrics
+        m.open_streams = lambda: self.table.open_count
+        m.kafka_up = lambda: float(sink.kafka_reachable)
+        m.pending_bytes = lambda: sink.pending_bytes
+        m.backpressure = lambda: float(sink.paused)
+        m.connections = lambda: len(self.hub.connections)
+        m.max_pending_bytes = sink.max_pending_bytes
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._listener, self._bound = await open_unix_listener(
             cfg.socket,
@@ -171,7 +175,7 @@ class Server:
 
     def _log_undelivered(self) -> None:
         sink = self.sink
-        self.metrics.undelivered_at_shutdown.set(sink.pending_records)
+        self.metrics.undelivered_at_shutdown = sink.pending_records
         log.error(
             "shutdown deadline passed with %d records (%d bytes) not acknowledged by Kafka",
             sink.pending_records,
@@ -198,14 +202,18 @@ class Server:
 
     def _emit(self, record: Record) -> None:
         if record.terminal_reason is not None:
-            self.metrics.streams_ended.labels(record.terminal_reason).inc()
+            self.metrics.streams_ended[record.terminal_reason] += 1
         self.sink.submit(record)
 
     def _on_failed(self, record: Record, reason: str) -> None:
         """A record finally failed: its stream ends there (`delivery_failed` terminal),
         and every connection that wrote into it hears so, whatever its acks (§5)."""
+        writers = self.table.fail_stream(record, reason)
+        if writers is None:
+            return  # the stream ended at an earlier record already
+        self.sink.stream_failed()
         told = {id(token.target) for token in record.acks}
-        for writer, seq in self.table.fail_stream(record, reason):
+        for writer, seq in writers:
             if id(writer) not in told:
                 told.add(id(writer))
                 _tell_failed(writer, seq, record, reason)

@@ -5,6 +5,8 @@
 3. Otherwise: a single-node KRaft broker run from Apache Kafka's own jars (Java + Maven).
 
 When none works, BrokerUnavailable names what was tried and why each failed.
+`SIDECAR_TESTBED=testcontainers` (or `kraft`) takes that branch only and fails instead of
+falling back, so a run meant to prove one branch cannot quietly use another.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from testbed.base import Broker, BrokerUnavailable, NotSupported, say
 from testbed.probe import broker_ids
 
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
+ENV_ONLY = "SIDECAR_TESTBED"
+BRANCHES = ("testcontainers", "kraft")
 
 
 class ExternalBroker(Broker):
@@ -63,7 +67,10 @@ def obtain_broker(*, own: bool = False) -> Broker:
     caller needs a broker it may stop and start. The caller closes it (or `open_broker`)."""
     tried: list[str] = []
     started = time.monotonic()
-    external = os.environ.get(ENV_BOOTSTRAP, "").strip()
+    only = os.environ.get(ENV_ONLY, "").strip()
+    if only and only not in BRANCHES:
+        raise BrokerUnavailable(f"{ENV_ONLY}={only!r}: expected one of {', '.join(BRANCHES)}")
+    external = "" if only else os.environ.get(ENV_BOOTSTRAP, "").strip()
     if external and not own:
         try:
             broker: Broker = ExternalBroker(external)
@@ -71,16 +78,19 @@ def obtain_broker(*, own: bool = False) -> Broker:
             raise BrokerUnavailable(f"no Kafka broker could be had: {exc}") from exc
         return _chosen(broker, started, tried)
     why = "ignored, a broker of our own is needed" if external else "not set"
-    tried.append(f"{ENV_BOOTSTRAP}: {why}")
-    try:
-        from testbed.container import ContainerBroker
+    tried.append(f"{ENV_BOOTSTRAP}: {why}" if not only else f"{ENV_ONLY}={only}")
+    if only != "kraft":
+        try:
+            from testbed.container import ContainerBroker
 
-        broker = ContainerBroker()
-        return _chosen(broker, started, tried)
-    except ImportError as exc:
-        tried.append(f"Docker: testcontainers is not installed ({exc})")
-    except Exception as exc:  # no engine (DockerException at once), or the container failed
-        tried.append(f"Docker (testcontainers): {type(exc).__name__}: {_short(exc)}")
+            broker = ContainerBroker()
+            return _chosen(broker, started, tried)
+        except ImportError as exc:
+            tried.append(f"Docker: testcontainers is not installed ({exc})")
+        except Exception as exc:  # no engine (DockerException at once), or the container failed
+            tried.append(f"Docker (testcontainers): {type(exc).__name__}: {_short(exc)}")
+        if only:
+            raise BrokerUnavailable("no Kafka broker could be had: " + "; ".join(tried))
     try:
         from testbed.kraft import KRaftCluster
 

@@ -129,7 +129,7 @@ async def test_delivery_failed_when_kafka_refuses(
         assert by_seq[2]["type"] == "error"
         assert by_seq[2]["code"] == "delivery_failed"
         assert by_seq[3]["type"] == "ack"
-        assert server.metrics.delivery_failures._value.get() == 1
+        assert server.metrics.sample("sidecar_delivery_failures_total") == 1
         await c.aclose()
 
 
@@ -177,14 +177,14 @@ async def open_agent(
         produced = produced_count(server.metrics)
         # A broker stopped, killed or short of in-sync replicas needs no new producer: the
         # idempotent producer retries each batch with its own sequence number.
-        assert server.metrics.producer_recoveries._value.get() == 0
+        assert server.metrics.sample("sidecar_producer_recoveries_total") == 0
         await agent.client.aclose()
     await assert_topic_holds(config.bootstrap_servers, config.topic, produced, agent)
 
 
 def produced_count(metrics: Metrics) -> int:
     kinds = ("start", "delta", "full", "done")
-    return int(sum(metrics.records_produced.labels(k)._value.get() for k in kinds))
+    return int(sum(metrics.sample("sidecar_records_produced_total", type=k) for k in kinds))
 
 
 async def assert_topic_holds(bootstrap: str, topic: str, produced: int, agent: Agent) -> None:

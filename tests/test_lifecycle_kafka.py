@@ -74,7 +74,7 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
     n = 2000  # ~4 MB of deltas, 16x the limit
     async with open_server(config, kafka=True) as server:
         c = await RawClient.connect(config.socket)
-        await c.send(start("t", "m"))
+        await c.send({"type": "hello", "acks": "terminal"}, start("t", "m"))
         await asyncio.to_thread(own_broker.stop)
         payload = b"".join(line(text_delta("t", "m", f"{i:05d}" + "x" * 2000)) for i in range(n))
         paused = watch_pause(server)
@@ -85,6 +85,10 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
         assert not writer.done()  # the agent feels the backpressure
         await asyncio.to_thread(own_broker.start)
         await asyncio.wait_for(writer, 120)
+        # Everything is read and delivered once the terminal is acked (reads resume and
+        # pause again while the socket still holds the end of the payload).
+        (ack,) = await c.read_replies(1, timeout=120)
+        assert ack["type"] == "ack"
         await asyncio.wait_for(server.sink.flush(), 120)
         assert not server.hub.paused
         await c.aclose()

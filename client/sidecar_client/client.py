@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -61,16 +61,29 @@ class _Waiter:
 
 
 class Client:
-    """One connection to the sidecar. Made by `open_client`."""
+    """One connection to the sidecar. Made by `open_client`.
+
+    `on_reply`, when given, takes every reply instead of `wait_acks`/`replies()`, and
+    `on_close` is called once when the connection ends (the reconnecting client in
+    `sidecar_client.sidecar` drives its deliveries from these two).
+    """
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, acks: AckMode = "none"
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        acks: AckMode = "none",
+        *,
+        on_reply: Callable[[Reply], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.acks: AckMode = acks  # the mode in force on this connection
         self.seq = 0  # the last line's sequence number
         self.errors = 0  # error replies received so far
         self._reader = reader
         self._writer = writer
+        self._on_reply = on_reply
+        self._on_close = on_close
         self._unclaimed: OrderedDict[int, Reply] = OrderedDict()
         self._waiters: list[_Waiter] = []
         self._arrived = asyncio.Event()
@@ -98,6 +111,21 @@ class Client:
             self._write(update)
         await self._writer.drain()
         return range(first, self.seq + 1)
+
+    def write(self, update: Update) -> int:
+        """Write one line without waiting for the socket; returns its sequence number.
+        Call `drain` to wait for room (backpressure)."""
+        self._write(update)
+        return self.seq
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        return self._writer.transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        """Wait until the socket takes what was written (raises on a broken connection)."""
+        await self._writer.drain()
 
     def _write(self, update: Update) -> None:
         if isinstance(update, bytes):
@@ -191,10 +219,15 @@ class Client:
             self._arrived.set()
             for waiter in self._waiters:
                 waiter.done.set()
+            if self._on_close is not None:
+                self._on_close()
 
     def _deliver(self, reply: Reply) -> None:
         if reply["type"] == "error":
             self.errors += 1
+        if self._on_reply is not None:
+            self._on_reply(reply)
+            return
         seq = reply.get("seq")
         if type(seq) is not int:
             seq = next(self._odd_keys)  # still yielded by replies(), never awaited

@@ -1,20 +1,26 @@
-"""What every sink shares: the ordered intake, pending-bytes accounting with backpressure,
+"""The outbox every sink shares: the ordered intake, pending accounting with backpressure,
 and turning delivery outcomes into acks, errors and metrics.
 
-A record is *pending* from `submit()` until Kafka acknowledges it or it finally fails;
-the sum of pending sizes is what `--max-pending-bytes` bounds.
+A record is *pending* from `submit()` until Kafka acknowledges it or it finally fails.
+Its `size` is what it really holds in memory while pending (the record object, its value,
+its ack tokens, the outbox's entry, and whatever copy the sink keeps, such as the Kafka
+batch it was appended to), and the sum of pending sizes is what `--max-pending-bytes`
+bounds. The record object itself carries its delivery state (`submitted_at`, `size`,
+`partition`, `solo`); the outbox keeps one insertion-ordered map of pending records,
+which gives their count, the oldest one, and nothing else to keep in step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
 from sidecar.metrics import Metrics
-from sidecar.model import Record
+from sidecar.model import AckToken, Record
 from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
@@ -25,6 +31,21 @@ FailureCallback = Callable[[Record, str], None]
 # Resume reading once pending bytes fall to this share of the limit, so the sockets do not
 # flap between paused and reading on every record.
 _RESUME_RATIO = 0.75
+
+# What a pending record costs besides its value's bytes and its acks: the record object,
+# the value's bytes-object header, and its entry in the outbox's map (a dict slot and
+# its share of the index, with the table's spare room, and the int of its id).
+RECORD_OVERHEAD = sys.getsizeof(Record("", "", "delta", b"", 0)) + sys.getsizeof(b"") + 160
+# One ack token and its pointer in the record's list (the list itself, once per record).
+ACK_OVERHEAD = sys.getsizeof(AckToken(None, 0)) + 8  # type: ignore[arg-type]
+ACKS_LIST_OVERHEAD = sys.getsizeof([])
+
+
+def footprint(record: Record) -> int:
+    """Bytes a record holds as Python objects (its strings are its stream's, shared)."""
+    n = len(record.acks)
+    acks = n * ACK_OVERHEAD + ACKS_LIST_OVERHEAD if n else 0
+    return RECORD_OVERHEAD + len(record.value) + acks
 
 
 class SinkBase:
@@ -39,6 +60,7 @@ class SinkBase:
         self.clock = clock
         self.metrics = metrics
         self.max_pending_bytes = max_pending_bytes
+        # Accepted records the sender has not taken yet (sinks that take them later).
         self.queue: deque[Record] = deque()
         self.pending_bytes = 0
         self.paused = False
@@ -49,12 +71,12 @@ class SinkBase:
         self.withdrawn: Callable[[Record], bool] = lambda _record: False
         # The `sidecar_instance` header of every record: random per start.
         self.instance = b""
+        self.sweep_needed = False  # see stream_failed()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
-        # Every pending record's submission time, in submission order (the oldest first):
-        # the count of pending records, delivery latency and reachability all read it.
-        self._submitted_at: dict[int, float] = {}
+        # Every pending record, in submission order (the oldest first).
+        self._pending: dict[int, Record] = {}
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
         # Why the last contact failed: a short code for /readyz (PROTOCOL §8), and the
@@ -65,7 +87,7 @@ class SinkBase:
 
     @property
     def pending_records(self) -> int:
-        return len(self._submitted_at)
+        return len(self._pending)
 
     @property
     def kafka_reachable(self) -> bool:
@@ -73,10 +95,11 @@ class SinkBase:
         past `stall_after` (aiokafka retries an outage silently, so silence is the sign)."""
         if not self.kafka_up:
             return False
-        if not self._submitted_at:
+        if not self._pending:
             return True
-        oldest = next(iter(self._submitted_at.values()))
-        return self.clock() - oldest < self.stall_after
+        # Read on scrape and readiness only, never per record.
+        oldest = next(iter(self._pending.values()))
+        return self.clock() - oldest.submitted_at < self.stall_after
 
     @property
     def kafka_reason(self) -> str | None:
@@ -92,20 +115,28 @@ class SinkBase:
     # -- intake (synchronous: called by the coalescer, never blocks) ------------------
 
     def submit(self, record: Record) -> None:
-        self.queue.append(record)
-        self._submitted_at[id(record)] = self.clock()
-        self.pending_bytes += record.size
-        self._drained.clear()
-        self._wakeup.set()
+        record.submitted_at = self.clock()
+        size = footprint(record) + self._accept(record)
+        record.size = size
+        self._pending[id(record)] = record
+        self.pending_bytes += size
+        if len(self._pending) == 1:
+            self._drained.clear()
         if not self.paused and self.pending_bytes > self.max_pending_bytes:
             self.paused = True
-            self.metrics.backpressure.set(1)
             log.warning(
                 "pending bytes %d passed --max-pending-bytes %d: pausing socket reads",
                 self.pending_bytes,
                 self.max_pending_bytes,
             )
             self.on_pressure(True)
+
+    def _accept(self, record: Record) -> int:
+        """Take the record for delivery; returns the bytes of any copy the sink keeps.
+        This default queues it for `serve()`."""
+        self.queue.append(record)
+        self._wakeup.set()
+        return 0
 
     async def flush(self) -> None:
         """Wait until every record submitted so far is acknowledged or has failed."""
@@ -114,14 +145,13 @@ class SinkBase:
     # -- outcomes ---------------------------------------------------------------------
 
     def delivered(self, record: Record, partition: int, offset: int) -> None:
-        started = self._settle(record)
+        self._settle(record)
         m = self.metrics
-        m.produced[record.kind].inc()
+        m.produced[record.kind] += 1
+        now = self.clock()
         if record.deltas:
             m.deltas_per_record.observe(record.deltas)
-        now = self.clock()
-        if started is not None:
-            m.delivery_latency.observe(now - started)
+        m.delivery_latency.observe(now - record.submitted_at)
         if record.first_delta_at is not None:
             m.first_delta_latency.observe(now - record.first_delta_at)
         for token in record.acks:
@@ -129,7 +159,7 @@ class SinkBase:
 
     def failed(self, record: Record, reason: str) -> None:
         self._settle(record)
-        self.metrics.delivery_failures.inc()
+        self.metrics.delivery_failures += 1
         log.error(
             "record %s/%s seq %d (%s) not delivered: %s",
             record.task_id,
@@ -142,26 +172,38 @@ class SinkBase:
             token.target.send_error(token.seq, ErrorCode.DELIVERY_FAILED, reason)
         self.on_failed(record, reason)
 
+    def stream_failed(self) -> None:
+        """A stream just ended at a failed record: its later records still waiting must
+        be withdrawn (`withdraw`) before anything more is produced."""
+        self.sweep_needed = True
+        self._wakeup.set()
+
     def withdraw(self, record: Record) -> bool:
         """Fail `record` instead of producing it if its stream already ended at an earlier
-        failed record; True if it was withdrawn. Sinks call it right before producing."""
+        failed record; True if it was withdrawn."""
         if not self.withdrawn(record):
             return False
         self.failed(record, "an earlier record of its stream was not delivered")
         return True
 
-    def _settle(self, record: Record) -> float | None:
-        """No longer pending; returns when it was submitted."""
-        started = self._submitted_at.pop(id(record), None)
+    def _settle(self, record: Record) -> None:
+        """No longer pending."""
+        if self._pending.pop(id(record), None) is None:
+            return  # settled already: never count a record twice
         self.pending_bytes -= record.size
         if self.paused and self.pending_bytes <= self.max_pending_bytes * _RESUME_RATIO:
             self.paused = False
-            self.metrics.backpressure.set(0)
             log.info("pending bytes back to %d: resuming socket reads", self.pending_bytes)
             self.on_pressure(False)
-        if not self._submitted_at:
+        if not self._pending:
             self._drained.set()
-        return started
+
+    def expired(self, record: Record, limit: float) -> bool:
+        if record.terminal_reason == "delivery_failed":
+            # The marker of a hole never expires: without it the hole would be silent
+            # (PROTOCOL §5). One per failed stream; the shutdown deadline bounds it.
+            return False
+        return self.clock() - record.submitted_at > limit
 
     async def _wait_for_work(self) -> None:
         self._wakeup.clear()

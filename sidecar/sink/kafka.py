@@ -1,17 +1,30 @@
 """The Kafka sink: the one module of the sidecar that imports aiokafka.
 
-One task feeds one idempotent producer (acks=all) in submission order, so each
-partition sees every stream's records in the order the coalescer emitted them; many
-tasks calling `send()` would slow down quadratically (aiokafka #528).
+The sink is split the way aiokafka splits its producer: the outbox (`SinkBase`) takes
+records in submission order and accounts for them; the sender here builds each
+partition's record batch itself and hands whole batches to one idempotent producer
+(acks=all) with `send_batch`. A record costs one `append` to its partition's open batch
+at submit time (so its CreateTime is when the sidecar produced it), not a `send()` with
+its futures and tasks.
 
-aiokafka retries retriable produce errors by itself, with the batch's original
-sequence number and forever when idempotent: that covers a broker outage and
-NotEnoughReplicas (both tested against real brokers). It does not recover a partition
-after OutOfOrderSequenceNumber (aiokafka #1017), and fails a batch whose leader stays
-unknown past the request timeout. For what it does surface, the sink waits for what is
-in flight to settle, recreates the producer and resends the unacknowledged records in
-their order, until `--delivery-timeout-ms` after their submission; only then is a
-record reported as `delivery_failed`.
+Each partition is a *lane*: the open batch records are appended to, closed batches
+waiting their turn, and at most one batch in flight. A lane hands its next batch to the
+producer only when the previous one is settled, so a partition's records reach Kafka in
+submission order, and a failed batch is always the oldest of its lane: it goes back to
+the lane's front, ahead of everything that followed it. The sender hands over every
+ready lane in the same step, once per `--linger-ms` tick, so one broker gets one produce
+request for all its partitions instead of one per partition.
+
+aiokafka retries retriable produce errors by itself, with the batch's original sequence
+number and forever when idempotent: that covers a broker outage and NotEnoughReplicas
+(both tested against real brokers). It does not recover a partition after
+OutOfOrderSequenceNumber (aiokafka #1017), and fails a batch whose leader stays unknown
+past the request timeout. For what it does surface, the sink waits for what is in flight
+to settle, recreates the producer and resends the unacknowledged batches, in order,
+until `--delivery-timeout-ms` after each record's submission; only then is a record
+reported as `delivery_failed`. A batch the broker refuses as too large is split: each of
+its records is resent in a batch of its own, so only a record that is really too large
+fails.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +48,7 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
 )
 from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 from sidecar.config import Config
@@ -51,7 +66,12 @@ _RECOVERABLE: tuple[type[BaseException], ...] = (
     KafkaConnectionError,
     asyncio.CancelledError,
 )
-_PARTITION_CACHE_MAX = 100_000
+# task id -> (partition, key bytes): the pure-Python murmur2 is a third of a record's
+# cost. Bounded in bytes (ids are client input), cleared when full.
+_PARTITION_CACHE_BYTES = 4 << 20
+_PARTITION_ENTRY_OVERHEAD = 200  # dict slot, the tuple, the key's bytes object
+# A record batch's header plus a record's own framing and its fixed headers, at most.
+_RECORD_OVERHEAD = 61 + 21 + 64
 
 
 def producer_kwargs(config: Config) -> dict[str, Any]:
@@ -69,6 +89,80 @@ def producer_kwargs(config: Config) -> dict[str, Any]:
     }
 
 
+Batch = tuple[BatchBuilder, list[Record]]
+
+
+class _Lane:
+    """One partition's records on their way: the open batch, closed batches waiting, and
+    the one batch Kafka has now (`inflight`, with its future)."""
+
+    __slots__ = ("builder", "future", "inflight", "number", "ready", "records", "sink")
+
+    def __init__(self, sink: KafkaSink, number: int) -> None:
+        self.sink = sink
+        self.number = number
+        self.builder: BatchBuilder | None = None
+        self.records: list[Record] = []
+        self.ready: deque[Batch] = deque()
+        self.inflight: list[Record] | None = None
+        self.future: asyncio.Future[Any] | None = None
+
+    def append(self, record: Record, key: bytes) -> int:
+        """Add a record behind the lane's others; returns the bytes its batch copy takes."""
+        headers = record.headers(self.sink.instance)
+        if record.solo:
+            self._close()
+            builder = self.sink.new_builder()
+            meta = builder.append(timestamp=None, key=key, value=record.value, headers=headers)
+            self.ready.append((builder, [record]))
+            return int(meta.size)
+        builder = self.builder
+        if builder is None:
+            builder = self.builder = self.sink.new_builder()
+        meta = builder.append(timestamp=None, key=key, value=record.value, headers=headers)
+        if meta is None:  # full: it waits its turn closed, the record opens the next one
+            self._close()
+            builder = self.builder = self.sink.new_builder()
+            meta = builder.append(timestamp=None, key=key, value=record.value, headers=headers)
+        self.records.append(record)
+        return int(meta.size)
+
+    def _close(self) -> None:
+        if self.builder is not None:
+            self.ready.append((self.builder, self.records))
+            self.builder, self.records = None, []
+
+    def take(self) -> Batch | None:
+        """The next batch to send, oldest first (None: nothing waiting)."""
+        if not self.ready:
+            self._close()
+        return self.ready.popleft() if self.ready else None
+
+    @property
+    def has_waiting(self) -> bool:
+        return bool(self.ready or self.records)
+
+    def oldest(self) -> Record | None:
+        """The first record not yet handed to the producer."""
+        if self.ready:
+            return self.ready[0][1][0]
+        return self.records[0] if self.records else None
+
+    def waiting(self) -> list[Record]:
+        """Every record not yet handed to the producer, in order; empties the lane."""
+        out = [r for _, records in self.ready for r in records]
+        out += self.records
+        self.ready.clear()
+        self.builder, self.records = None, []
+        return out
+
+    def requeue(self, front: list[Record]) -> None:
+        """Put `front` (a settled-as-failed batch) back ahead of everything waiting."""
+        rest = self.waiting()
+        for record in front + rest:
+            self.append(record, self.sink.key_of(record.task_id)[1])
+
+
 class KafkaSink(SinkBase):
     def __init__(self, config: Config, metrics: Metrics) -> None:
         super().__init__(max_pending_bytes=config.max_pending_bytes, metrics=metrics)
@@ -76,21 +170,73 @@ class KafkaSink(SinkBase):
         self.topic = config.topic
         self.kafka_up = False
         self._producer: AIOKafkaProducer | None = None
-        self._partitions = 0
-        self._partition_of: dict[str, int] = {}
-        # Records handed to the producer and not settled yet, in submission order.
-        self._inflight: dict[int, tuple[Record, asyncio.Future[Any]]] = {}
-        self._resend: list[Record] = []
-        self._solo: set[int] = set()  # records to send in a batch of their own
+        self._lanes: list[_Lane] = []  # one per partition, once the topic is known
+        self._keys: dict[str, tuple[int, bytes]] = {}
+        self._keys_bytes = 0
+        self._compression = (
+            AIOKafkaProducer._COMPRESSORS[config.compression][1] if config.compression_type else 0
+        )
+        self._linger = config.linger_ms / 1000
+        self._tick: asyncio.TimerHandle | None = None
+        self._recovering = False
+        self._refused: list[Record] = []  # larger than a request may be: failed by serve()
+        self._delivery_timeout = config.delivery_timeout_ms / 1000
 
-    # -- the loop ----------------------------------------------------------------------
+    # -- intake ------------------------------------------------------------------------
+
+    def _accept(self, record: Record) -> int:
+        if not self._lanes:
+            # The topic's partitions are not known yet (Kafka away since start-up).
+            self.queue.append(record)
+            self._wakeup.set()
+            return len(record.value) + len(record.task_id)
+        partition, key = self.key_of(record.task_id)
+        # The batch overhead and the headers (type, seq, reason) besides the message id.
+        size = len(record.value) + len(key) + len(record.message_id) + _RECORD_OVERHEAD
+        if size > self.config.max_request_bytes:
+            self._refused.append(record)
+            self._wakeup.set()
+            return 0
+        record.partition = partition
+        copied = self._lanes[partition].append(record, key)
+        if self._tick is None:
+            if self._linger:
+                loop = asyncio.get_running_loop()
+                self._tick = loop.call_later(self._linger, self._on_tick)
+            else:
+                self._wakeup.set()
+        return copied
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        self._wakeup.set()
+
+    def new_builder(self) -> BatchBuilder:
+        return BatchBuilder(self.config.max_batch_bytes, self._compression)
+
+    def key_of(self, task_id: str) -> tuple[int, bytes]:
+        """The partition Kafka's default partitioner picks for a task, and its key."""
+        hit = self._keys.get(task_id)
+        if hit is None:
+            key = task_id.encode()
+            hit = (int(murmur2(key) & 0x7FFFFFFF) % len(self._lanes), key)
+            cost = len(key) * 2 + _PARTITION_ENTRY_OVERHEAD
+            if self._keys_bytes + cost > _PARTITION_CACHE_BYTES:
+                self._keys.clear()
+                self._keys_bytes = 0
+            self._keys[task_id] = hit
+            self._keys_bytes += cost
+        return hit
+
+    # -- the sender ----------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Produce submitted records until cancelled; survives Kafka being away."""
         backoff = 0.1
         try:
             while True:
-                if self._resend:
+                self._wakeup.clear()
+                if self._recovering:
                     await self._recover()
                 if self._producer is None:
                     try:
@@ -98,95 +244,116 @@ class KafkaSink(SinkBase):
                         backoff = 0.1
                     except (KafkaError, OSError) as exc:
                         self._set_down("unreachable", f"cannot reach Kafka: {exc!r}")
-                        self._expire_queued()
+                        self._expire_waiting()
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)
                         continue
-                if not self.queue:
-                    # Woken by submit(), or by a failure that needs recovery.
-                    await self._wait_for_work()
+                self._fail_refused()
+                if self.sweep_needed:
+                    self._sweep_withdrawn()
+                if not await self._dispatch():
+                    await asyncio.sleep(backoff)  # metadata unavailable: Kafka away
+                    backoff = min(backoff * 2, 5.0)
                     continue
-                await self._send_all(self._take_queued())
+                # Woken by a tick, a settled batch, or a failure that needs recovery.
+                await self._wakeup.wait()
         finally:
+            if self._tick is not None:
+                self._tick.cancel()
+                self._tick = None
             await self._stop_producer()
 
-    async def _send_all(self, batch: list[Record]) -> None:
+    async def _dispatch(self) -> bool:
+        """Hand every free lane's next batch to the producer in one step (so they share a
+        request). False if the producer could not take them (Kafka away)."""
         producer = self._producer
         assert producer is not None
-        for i, record in enumerate(batch):
-            if self._resend:
-                # A failure is being recovered: keep the rest queued, in order, so
-                # nothing overtakes the records that are about to be resent.
-                self.queue.extendleft(reversed(batch[i:]))
-                return
-            if self.withdraw(record):
+        for lane in self._lanes:
+            if lane.inflight is not None or self._recovering:
                 continue
-            key = record.task_id.encode()
+            batch = lane.take()
+            if batch is None:
+                continue
+            builder, records = batch
+            lane.inflight = records
             try:
-                fut = await producer.send(
-                    self.topic,
-                    record.value,
-                    key=key,
-                    partition=self._partition(record.task_id, key),
-                    headers=record.headers(self.instance),
-                )
+                fut = await producer.send_batch(builder, self.topic, partition=lane.number)
             except KafkaTimeoutError:
-                # The producer's buffer stayed full (Kafka away): retry later, in order.
-                self.queue.extendleft(reversed(batch[i:]))
-                self._set_down("buffer_full", "producer buffer full while Kafka is unavailable")
-                self._expire_queued()
-                return
-            except KafkaError as exc:
-                self.failed(record, f"Kafka refused the record: {exc!r}")
-                continue
-            self._inflight[id(record)] = (record, fut)
-            fut.add_done_callback(partial(self._on_done, record))
-            if id(record) in self._solo:
-                await asyncio.wait([fut])  # nothing joins its batch
+                # No metadata within the request timeout: Kafka is away. Keep the batch.
+                lane.inflight = None
+                lane.requeue(records)
+                self._set_down("no_metadata", "no metadata for the topic while Kafka is unavailable")
+                self._expire_waiting()
+                return False
+            lane.future = fut
+            fut.add_done_callback(partial(self._on_batch_done, lane, records))
+        return True
 
-    def _on_done(self, record: Record, fut: asyncio.Future[Any]) -> None:
-        self._inflight.pop(id(record), None)
+    def _on_batch_done(self, lane: _Lane, records: list[Record], fut: asyncio.Future[Any]) -> None:
+        if lane.inflight is not records:
+            return  # given up on at a producer stop, and requeued already
+        lane.inflight = lane.future = None
+        if lane.has_waiting or self._refused:
+            self._wakeup.set()  # the lane is free for its next batch
         exc: BaseException | None
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
-            meta = fut.result()
-            self._solo.discard(id(record))
+            base = fut.result().offset
             self.kafka_up = True
-            self.delivered(record, meta.partition, meta.offset)
+            number = lane.number
+            for i, record in enumerate(records):
+                record.solo = False
+                self.delivered(record, number, base + i)
             return
-        if isinstance(exc, MessageSizeTooLargeError) and id(record) not in self._solo:
+        if isinstance(exc, MessageSizeTooLargeError) and (len(records) > 1 or not records[0].solo):
             # The broker refuses a whole batch for one oversized record; like the Java
             # producer's batch split, resend each of its records alone, so only the
             # record that is really too large fails.
-            self._solo.add(id(record))
-            self._resend.append(record)
+            for record in records:
+                record.solo = True
+            lane.requeue(records)
             self._wakeup.set()
             return
-        self._solo.discard(id(record))
         recoverable = isinstance(exc, _RECOVERABLE) or (
             isinstance(exc, KafkaError) and exc.retriable
         )
-        if recoverable and not self._expired(record):
-            self._set_down("retrying", f"delivery failed, will resend: {exc!r}")
-            self._resend.append(record)
-            self._wakeup.set()
+        if not recoverable:
+            for record in records:
+                self.failed(record, f"Kafka refused the record: {exc!r}")
             return
-        why = "delivery timed out" if recoverable else "Kafka refused the record"
-        self.failed(record, f"{why}: {exc!r}")
+        keep = []
+        for record in records:
+            if self.expired(record, self._delivery_timeout):
+                self.failed(record, f"delivery timed out: {exc!r}")
+            else:
+                keep.append(record)
+        if keep:
+            self._set_down("retrying", f"delivery failed, will resend: {exc!r}")
+            lane.requeue(keep)
+            self._recovering = True
+            self._wakeup.set()
 
     async def _recover(self) -> None:
-        """Let in-flight records settle, recreate the producer, resend failures in order."""
-        self.metrics.producer_recoveries.inc()
-        pending = [fut for _, fut in self._inflight.values()]
+        """Let in-flight batches settle, recreate the producer, resend failures in order."""
+        self.metrics.producer_recoveries += 1
+        pending = [lane.future for lane in self._lanes if lane.future is not None]
         if pending:
             await asyncio.wait(pending, timeout=self.config.request_timeout_ms / 1000)
         await self._stop_producer()
-        # Pending records are kept in submission order: resend in that order.
-        rank = {rid: i for i, rid in enumerate(self._submitted_at)}
-        resend = sorted(self._resend, key=lambda r: rank.get(id(r), 0))
-        self._resend.clear()
-        log.warning("recreating the Kafka producer to resend %d records", len(resend))
-        self.queue.extendleft(reversed(resend))
+        for lane in self._lanes:  # batches the old producer never settled
+            records = lane.inflight
+            if records is not None:
+                lane.inflight = lane.future = None
+                lane.requeue(records)
+        self._recovering = False
+        log.warning("recreating the Kafka producer to resend %d records", self.pending_records)
+
+    def _fail_refused(self) -> None:
+        refused, self._refused = self._refused, []
+        limit = self.config.max_request_bytes
+        for record in refused:
+            why = f"the record is larger than --max-request-bytes {limit}"
+            self.failed(record, f"Kafka refused the record: {why}")
 
     # -- producer ------------------------------------------------------------------------
 
@@ -198,7 +365,7 @@ class KafkaSink(SinkBase):
         # for the delivery timeout instead, like the Java producer's delivery.timeout.ms.
         accumulator = getattr(producer, "_message_accumulator", None)
         if accumulator is not None and hasattr(accumulator, "_batch_ttl"):
-            accumulator._batch_ttl = self.config.delivery_timeout_ms / 1000
+            accumulator._batch_ttl = self._delivery_timeout
         try:
             await producer.start()
             partitions = await producer.partitions_for(self.topic)
@@ -210,13 +377,28 @@ class KafkaSink(SinkBase):
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise KafkaError(f"topic {self.topic!r} has no partitions (does it exist?)")
-        if len(partitions) != self._partitions:
-            self._partition_of.clear()
-        self._partitions = len(partitions)
+        if len(partitions) != len(self._lanes):
+            self._route_anew(len(partitions))
         self._producer = producer
         self.kafka_up = True
         self.last_error = None
-        log.info("producing to %s (%d partitions)", self.topic, self._partitions)
+        log.info("producing to %s (%d partitions)", self.topic, len(self._lanes))
+
+    def _route_anew(self, partitions: int) -> None:
+        """(Re)build the lanes for a partition count; what waits is routed again, in
+        submission order. Nothing is in flight here: no producer is running."""
+        waiting = [r for lane in self._lanes for r in lane.waiting()]
+        waiting += self.queue
+        self.queue.clear()
+        order = {id(r): i for i, r in enumerate(self._pending.values())}
+        waiting.sort(key=lambda r: order.get(id(r), 0))
+        self._lanes = [_Lane(self, p) for p in range(partitions)]
+        self._keys.clear()
+        self._keys_bytes = 0
+        for record in waiting:
+            partition, key = self.key_of(record.task_id)
+            record.partition = partition
+            self._lanes[partition].append(record, key)
 
     async def _stop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -226,39 +408,44 @@ class KafkaSink(SinkBase):
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning("Kafka producer did not stop cleanly: %r", exc)
 
-    def _partition(self, task_id: str, key: bytes) -> int:
-        # Java-compatible murmur2, as Kafka's default partitioner; computed once per
-        # task because the pure-Python hash is a third of send()'s cost.
-        p = self._partition_of.get(task_id)
-        if p is None:
-            if len(self._partition_of) >= _PARTITION_CACHE_MAX:
-                self._partition_of.clear()
-            p = int(murmur2(key) & 0x7FFFFFFF) % self._partitions
-            self._partition_of[task_id] = p
-        return p
-
     # -- bookkeeping ---------------------------------------------------------------------
 
     def _set_down(self, reason: str, why: str) -> None:
+        """Kafka is away: `reason` is the code /readyz shows, `why` the logged text."""
         if self.kafka_up or self.last_error is None:
             log.warning("%s", why)
         self.kafka_up = False
         self.down_reason = reason
         self.last_error = why
 
-    def _expired(self, record: Record) -> bool:
-        if record.terminal_reason == "delivery_failed":
-            # The marker of a hole never expires: without it the hole would be silent
-            # (PROTOCOL §5). One per failed stream; the shutdown deadline bounds it.
-            return False
-        started = self._submitted_at.get(id(record))
-        limit = self.config.delivery_timeout_ms / 1000
-        return started is not None and self.clock() - started > limit
+    def _sweep_withdrawn(self) -> None:
+        """Withdraw the waiting records of streams that ended at a failed record (no
+        silent holes, PROTOCOL §5); what is in flight cannot be recalled."""
+        self.sweep_needed = False
+        if self.queue:
+            kept = [r for r in self.queue if not self.withdraw(r)]
+            self.queue.clear()
+            self.queue.extend(kept)
+        for lane in self._lanes:
+            if lane.has_waiting:
+                lane.requeue([r for r in lane.waiting() if not self.withdraw(r)])
 
-    def _expire_queued(self) -> None:
-        """Fail queued records past the delivery timeout (oldest first, so order holds)."""
-        while self.queue and self._expired(self.queue[0]):
+    def _expire_waiting(self) -> None:
+        """Fail waiting records past the delivery timeout (each lane's oldest first, so
+        order holds)."""
+        limit = self._delivery_timeout
+        while self.queue and self.expired(self.queue[0], limit):
             self.failed(self.queue.popleft(), "delivery timed out: Kafka unavailable")
+        for lane in self._lanes:
+            oldest = lane.oldest()
+            if oldest is None or not self.expired(oldest, limit):
+                continue
+            waiting = lane.waiting()
+            fresh = 0
+            while fresh < len(waiting) and self.expired(waiting[fresh], limit):
+                self.failed(waiting[fresh], "delivery timed out: Kafka unavailable")
+                fresh += 1
+            lane.requeue(waiting[fresh:])
 
 
 def partition_for(task_id: str, partitions: int) -> int:

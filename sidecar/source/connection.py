@@ -46,12 +46,12 @@ class Connection(asyncio.Protocol):
             peer = peer_of(cast(socket.socket, sock))
         except (OSError, AttributeError) as exc:
             log.warning("refused a connection: cannot read its peer credentials (%r)", exc)
-            self.metrics.connections_refused.inc()
+            self.metrics.connections_refused += 1
             self._abort()
             return
         if not self.admission.admits(peer):
             log.warning("refused a connection from %s: not in --allowed-uids/--allowed-gids", peer)
-            self.metrics.connections_refused.inc()
+            self.metrics.connections_refused += 1
             self._abort()
             return
         self.session = Session(peer, self.intake, self)
@@ -79,7 +79,7 @@ class Connection(asyncio.Protocol):
         # Never block ingest on a client that does not read its replies: past the bound
         # they are dropped and counted.
         if t.get_write_buffer_size() > self.max_reply_bytes:
-            self.metrics.replies_dropped.inc()
+            self.metrics.replies_dropped += 1
             return
         t.write(data)
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sidecar.metrics import Metrics
-
 
 class Member(Protocol):
     def pause(self) -> None: ...
@@ -18,20 +16,17 @@ class Member(Protocol):
 
 
 class Hub:
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self) -> None:
         self.connections: set[Member] = set()
         self.paused = False
 
     def register(self, conn: Member) -> None:
         self.connections.add(conn)
-        self.metrics.connections.set(len(self.connections))
         if self.paused:
             conn.pause()
 
     def unregister(self, conn: Member) -> None:
         self.connections.discard(conn)
-        self.metrics.connections.set(len(self.connections))
 
     def set_paused(self, paused: bool) -> None:
         """Backpressure from the sink: stop or restart reading every socket."""

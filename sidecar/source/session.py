@@ -86,7 +86,7 @@ class Session:
         """Handle every complete line in `data`, in order."""
         for event in self.framer.feed(data):
             if isinstance(event, Oversize):
-                self.intake.metrics.frames["invalid"].inc()
+                self.intake.metrics.frames["invalid"] += 1
                 self.send_error(
                     event.seq,
                     ErrorCode.FRAME_TOO_LARGE,
@@ -126,11 +126,11 @@ class Session:
         try:
             frame = decode_frame(data)
         except FrameError as exc:
-            metrics.frames["invalid"].inc()
+            metrics.frames["invalid"] += 1
             self.send_error(seq, exc.code, exc.message)
             return
         if isinstance(frame, Hello):
-            metrics.frames["hello"].inc()
+            metrics.frames["hello"] += 1
             if seq != 1:
                 self.send_error(
                     seq, ErrorCode.INVALID_FRAME, "hello is only allowed as the first line"
@@ -138,7 +138,7 @@ class Session:
                 return
             self.acks, self.client = frame.acks, frame.client
             return
-        metrics.frames[frame.kind].inc()
+        metrics.frames[frame.kind] += 1
         if intake.draining:
             self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
             return
@@ -160,7 +160,8 @@ class Session:
         self._answered(seq)
 
     def send_error(self, seq: int, code: ErrorCode, message: str) -> None:
-        self.intake.metrics.errors.labels(code).inc()
+        errors = self.intake.metrics.errors
+        errors[code] = errors.get(code, 0) + 1
         self._reply(encode_error(seq, code, message))
         self._answered(seq)
 

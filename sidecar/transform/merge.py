@@ -1,10 +1,10 @@
 """Merging a stream's pending deltas into records (PROTOCOL §4).
 
 Only consecutive deltas of one channel (delta type, channel fields, update `index`, as
-`Update.channel`) merge; different channels are never reordered (A A B A gives three
-records: AA, B, A). A merged record's value is the first delta's object with its text
-field replaced by the concatenation; a lone delta goes out as the bytes the agent sent,
-never re-serialized.
+`Update.channel`; None merges with nothing) merge; different channels are never
+reordered (A A B A gives three records: AA, B, A). A merged record's value is the first
+delta's object with its text field replaced by the concatenation; a lone delta goes out
+as the bytes the agent sent, never re-serialized.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.model import AckToken, Record, Update
+from sidecar.model import AckToken, Record, StreamKey, Update
 
 
 class Pending:
@@ -32,7 +32,9 @@ def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
     run: list[Pending] = []
     channel: object = None
     for p in pending:
-        if run and p.update.channel != channel:
+        # A delta without a channel (a delta type the sidecar does not know, or a null
+        # delta: PROTOCOL §2.1) merges with nothing, so it is always a run of its own.
+        if run and (p.update.channel is None or p.update.channel != channel):
             yield run
             run = []
         if not run:
@@ -53,15 +55,23 @@ def merged_value(run: list[Pending]) -> bytes:
     delta = dict(body["delta"])
     delta[text_field] = "".join([p.update.text for p in run])
     body["delta"] = delta
-    return orjson.dumps(body)
+    return exact(orjson.dumps(body))
 
 
-def delta_record(run: list[Pending], stream_seq: int) -> Record:
-    """One delta record carrying every line of the run, and every ack they owe."""
+def exact(value: bytes) -> bytes:
+    """`value` in a bytes object of its own size: orjson's result keeps the 4 KiB buffer
+    it was written into, and a held record must cost what it is."""
+    return memoryview(value).tobytes()
+
+
+def delta_record(run: list[Pending], stream_seq: int, key: StreamKey | None = None) -> Record:
+    """One delta record carrying every line of the run, and every ack they owe. `key`
+    (the stream's, shared) saves the record its own copies of the ids."""
     first = run[0].update
+    task_id, message_id = key if key is not None else first.key
     return Record(
-        task_id=first.task_id,
-        message_id=first.message_id,
+        task_id=task_id,
+        message_id=message_id,
         kind="delta",
         value=merged_value(run),
         stream_seq=stream_seq,

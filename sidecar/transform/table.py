@@ -48,7 +48,7 @@ from sidecar.model import (
     UpdateKind,
 )
 from sidecar.quoting import quote
-from sidecar.transform.merge import Pending, delta_record, runs
+from sidecar.transform.merge import Pending, delta_record, exact, runs
 from sidecar.transform.stream import Stream
 from sidecar_client.protocol.replies import ErrorCode, Rejection
 
@@ -190,13 +190,14 @@ class StreamTable:
             # Leading edge: the first delta, or the first after a quiet spell.
             if not stream.pending:
                 # The common case needs no Pending, no merge: the line's bytes as sent.
+                key = stream.key
                 record = Record(
-                    task_id=update.task_id,
-                    message_id=update.message_id,
+                    task_id=key[0],
+                    message_id=key[1],
                     kind="delta",
                     value=update.raw,
                     stream_seq=stream.next_seq,
-                    acks=[ack] if ack is not None else [],
+                    acks=(ack,) if ack is not None else (),
                     deltas=1,
                     first_delta_at=now if last is None else None,
                     writer_uid=stream.uid,
@@ -251,17 +252,17 @@ class StreamTable:
             self._end(stream, reason, now)
         return len(streams)
 
-    def fail_stream(self, record: Record, reason: str) -> list[tuple[ReplyTarget, int]]:
+    def fail_stream(self, record: Record, reason: str) -> list[tuple[ReplyTarget, int]] | None:
         """`record` finally failed: end its stream right there (PROTOCOL §5, no silent
         holes). Returns who wrote into the stream, as (owner, line seq) to tell with a
-        `delivery_failed` error; empty if the stream was ended this way already.
+        `delivery_failed` error; None if the stream was ended this way already.
 
         The `done` (`delivery_failed`) takes the failed record's `seq`: the sink withdraws
         the stream's later records (`withdrawn`), so none of them is produced after it.
         """
         key = (record.task_id, record.message_id)
         if key in self._failed:
-            return []  # its later records failing too, or its own terminal
+            return None  # its later records failing too, or its own terminal
         now = self._clock.time()
         self._prune_failed(now)
         self._failed[key] = now
@@ -339,7 +340,7 @@ class StreamTable:
         stream.pending_chars = 0
         stream.last_flush = now
         for run in runs(pending):
-            record = delta_record(run, stream.next_seq)
+            record = delta_record(run, stream.next_seq, stream.key)
             record.writer_uid = stream.uid
             record.writer = stream.owner
             record.line_seq = stream.last_seq
@@ -372,7 +373,7 @@ class StreamTable:
             value=value,
             stream_seq=stream.next_seq,
             terminal_reason=reason,
-            acks=[ack] if ack is not None else [],
+            acks=(ack,) if ack is not None else (),
             writer_uid=stream.uid,
             writer=stream.owner,
             line_seq=stream.last_seq,
@@ -454,7 +455,7 @@ def _name(key: StreamKey) -> str:
 
 
 def _done_value(parent: Any, index: Any) -> bytes:
-    return orjson.dumps({"type": "done", "parent_task_message": parent, "index": index})
+    return exact(orjson.dumps({"type": "done", "parent_task_message": parent, "index": index}))
 
 
 def _parent_and_index(value: bytes) -> tuple[Any, Any]:

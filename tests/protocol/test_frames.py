@@ -75,6 +75,34 @@ def test_null_or_missing_text_counts_as_empty(
     assert u.channel == (*channel, None)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {"type": "foo"},
+        {"type": "image_delta", "url_delta": "h", "extra": {"a": [1]}},
+        {"type": "", "text_delta": 3},
+        {"type": "TEXT", "text_delta": "x"},  # type names are case-sensitive, as in agentex
+    ],
+)
+def test_unknown_delta_types_and_null_pass_through_unmerged(body: dict[str, Any] | None) -> None:
+    # PROTOCOL §2.1 forward compatibility: no channel (merges with nothing), no text,
+    # every field kept exactly as sent.
+    obj = update("delta", "task", "msg", delta=body, index=2, future={"x": 1})
+    line = raw(obj)
+    u = decode_frame(line)
+    assert isinstance(u, Update)
+    assert (u.kind, u.key, u.channel, u.text_field, u.text) == (
+        "delta",
+        ("task", "msg"),
+        None,
+        None,
+        "",
+    )
+    assert u.body == obj
+    assert u.raw is line
+
+
 @pytest.mark.parametrize("obj", [start(), full(), done(), done(index=4), start(index=None)])
 def test_other_updates(obj: dict[str, Any]) -> None:
     obj["unknown"] = {"kept": True}
@@ -140,12 +168,12 @@ REJECTED: list[tuple[bytes, str, str]] = [
     (raw(update("start")), "invalid_frame", "content must be an object in a start update"),
     (raw(full(content="x")), "invalid_frame", "(got 'x')"),
     (raw(full(content=None)), "invalid_frame", "(got null)"),
-    (raw(update("delta")), "invalid_frame", "delta must be an object in a delta update"),
-    (raw(update("delta", delta=None)), "invalid_frame", "(got null)"),
+    (raw(update("delta")), "invalid_frame", "delta must be an object or null in a delta update"),
     (raw(update("delta", delta="text")), "invalid_frame", "(got 'text')"),
-    (raw(delta({"text_delta": "x"})), "invalid_frame", "delta.type must be one of text, data,"),
-    (raw(delta({"type": "foo"})), "invalid_frame", "(got 'foo')"),
+    (raw(update("delta", delta=[])), "invalid_frame", "(got an array)"),
+    (raw(delta({"text_delta": "x"})), "invalid_frame", "delta.type must be a string (it is"),
     (raw(delta({"type": {}})), "invalid_frame", "(got an object)"),
+    (raw(delta({"type": None})), "invalid_frame", "delta.type must be a string (got null)"),
     (raw(text_delta(3)), "invalid_frame", "delta.text_delta must be a string or null"),  # type: ignore[arg-type]
     (raw(delta({"type": "data", "data_delta": {}})), "invalid_frame", "(got an object)"),
     (

@@ -51,7 +51,19 @@ def test_text_stream() -> None:
     assert (s.task_id, s.message_id, s.terminal, s.terminal_reason) == ("t", "m", "done", "client")
     assert (s.records, s.deltas, s.channels) == (5, 3, {"text": "hello"})
     assert r.violations == [] and r.open == {} and r.finished == 1
-    assert "content" not in s.to_json()
+    # The content, exactly as agentex's DeltaAccumulator builds it (TextContent dumped).
+    assert (
+        s.to_json()["content"]
+        == s.content
+        == {
+            "author": "agent",
+            "content": "hello",
+            "attachments": None,
+            "format": "plain",
+            "style": "static",
+            "type": "text",
+        }
+    )
 
 
 def test_channels_are_kept_apart() -> None:
@@ -125,7 +137,7 @@ def test_record_after_terminal_and_duplicate_terminal() -> None:
     assert r.finished == 1
 
 
-def test_seq_gaps_are_reported_once_each() -> None:
+def test_seq_gaps_and_duplicates_are_reported_once_each() -> None:
     r = Reassembler()
     feed_all(
         r,
@@ -137,8 +149,9 @@ def test_seq_gaps_are_reported_once_each() -> None:
             (done("t", "m"), hdr("done", 4, "client")),
         ],
     )
-    assert kinds(r) == ["seq_gap", "seq_gap"]
+    assert kinds(r) == ["seq_gap", "seq_duplicate"]
     assert "seq 2 where 1 was due" in str(r.violations[0])
+    assert "seq 3 where 4 was due" in str(r.violations[1])
 
 
 def test_missing_head_is_a_gap_from_the_start_but_not_when_joining_late() -> None:

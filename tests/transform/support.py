@@ -75,7 +75,9 @@ def text_of(obj: dict[str, Any]) -> str:
 def update(obj: dict[str, Any], raw: bytes | None = None) -> Update:
     ptm = obj["parent_task_message"]
     raw = orjson.dumps(obj) if raw is None else raw
-    if obj["type"] != "delta":
+    inner = obj.get("delta")
+    if obj["type"] != "delta" or not isinstance(inner, dict) or inner["type"] not in DELTA_SPECS:
+        # Not a delta, or one without a channel (unknown type, null: PROTOCOL §2.1).
         return Update(obj["type"], ptm["task_id"], ptm["id"], obj, raw)
     text_field = DELTA_SPECS[obj["delta"]["type"]][0]
     return Update(

@@ -26,6 +26,24 @@ def test_only_consecutive_same_channel_deltas_form_a_run() -> None:
     assert list(runs([])) == []
 
 
+def test_a_delta_without_a_channel_is_a_run_of_its_own() -> None:
+    # Unknown delta types and null deltas (PROTOCOL §2.1) have no channel: never merged,
+    # never reordered, even when two of them are the same unknown type.
+    def odd(n: int) -> Pending:
+        obj = delta("t", "m", None)
+        obj["delta"] = {"type": "future", "n": n}
+        return Pending(update(obj), None)
+
+    a1, u1, u2, a2, a3 = pend("1"), odd(1), odd(2), pend("2"), pend("3")
+    assert [[p.update.body["delta"].get("n") for p in r] for r in runs([a1, u1, u2, a2, a3])] == [
+        [None],
+        [1],
+        [2],
+        [None, None],
+    ]
+    assert merged_value([u1]) is u1.update.raw
+
+
 def test_a_lone_delta_is_its_bytes_as_received() -> None:
     obj = delta("t", "m", "hi", index=None)
     raw = orjson.dumps(obj, option=orjson.OPT_INDENT_2)  # not what orjson would write

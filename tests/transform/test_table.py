@@ -243,7 +243,7 @@ def test_synthesized_done_flushes_then_carries_last_parent_and_index(reason: str
         "parent_task_message": parent("t", "m", "so far"),
         "index": 4,
     }
-    assert (end.terminal_reason, end.acks, end.stream_seq) == (reason, [], 3)
+    assert (end.terminal_reason, list(end.acks), end.stream_seq) == (reason, [], 3)
     assert [[a.seq for a in r.acks] for r in mine[:3]] == [[], [2], []]
 
 
@@ -353,3 +353,31 @@ def test_idle_timeout_must_be_positive() -> None:
             closed_ttl=600,
             idle_timeout=0,
         )
+
+
+def test_unknown_and_null_deltas_pass_through_in_order_unmerged() -> None:
+    # PROTOCOL §2.1: inside one coalescing window, an unknown delta type and a null delta
+    # split the text runs around them and come out exactly as sent, in order.
+    h = Harness()
+    future = delta("t", "m", None)
+    future["delta"] = {"type": "future_kind", "blob": {"k": [1, 2]}, "text_delta": "not text"}
+    future["extra"] = True
+    nothing = delta("t", "m", None)
+    nothing["delta"] = None
+    h.send(delta("t", "m", "a"))  # leading edge
+    for obj in (delta("t", "m", "b"), future, future, delta("t", "m", "c"), nothing):
+        h.send(obj)
+    h.send(delta("t", "m", "d"))
+    h.send(done("t", "m"))
+    values = h.values()
+    assert [v["delta"] for v in values[:-1]] == [
+        {"type": "text", "text_delta": "a"},
+        {"type": "text", "text_delta": "b"},
+        future["delta"],
+        future["delta"],
+        {"type": "text", "text_delta": "c"},
+        None,
+        {"type": "text", "text_delta": "d"},
+    ]
+    assert values[2] == future
+    assert [r.stream_seq for r in h.records] == list(range(8))

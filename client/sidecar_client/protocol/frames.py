@@ -17,6 +17,12 @@ Choices where PROTOCOL §2 leaves room:
   any string.
 - The object is kept exactly as received (`Update.body`, `Update.raw`): unknown fields
   pass through to Kafka untouched, and nothing beyond the table below is checked.
+- Forward compatibility (PROTOCOL §2.1): a delta whose `type` is a string not in the
+  table below (agentex may add delta types), and `delta: null`, are accepted as deltas
+  with no channel: they pass through in order, unmerged, exactly as sent. A delta that is
+  neither an object nor null, or an object without a string `type`, is rejected: the
+  type is what tells a consumer how to read it. A known delta type is still checked
+  against the table, since coalescing relies on its channel and text fields.
 
 Input limits (PROTOCOL §2.4), so that the record's value always says what its key and
 headers say (the raw line is the value): `task_id` and `message_id` are at most
@@ -91,7 +97,6 @@ _SPECS: dict[str, tuple[str, tuple[tuple[str, type, bool], ...]]] = {
     for dtype, spec in DELTA_TYPES.items()
 }
 _FRAME_TYPES = "hello, " + ", ".join(UPDATE_KINDS)
-_DELTA_NAMES = ", ".join(DELTA_TYPES)
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
@@ -204,6 +209,12 @@ def _decode_delta(obj: dict[str, Any], line: bytes) -> Update:
                 values.append(index)
                 channel = tuple(values)
             return Update("delta", task_id, message_id, obj, line, channel, text_field, text)
+        if type(dtype) is str:
+            # A delta type this sidecar does not know (agentex may add some): passed
+            # through in order, unmerged (channel None merges with nothing), as sent.
+            return Update("delta", task_id, message_id, obj, line)
+    elif delta is None and "delta" in obj:  # null passes, missing does not: it is required
+        return Update("delta", task_id, message_id, obj, line)  # likewise, unmerged
     raise _delta_error(obj)
 
 
@@ -296,11 +307,12 @@ def _head_error(obj: dict[str, Any]) -> FrameError:
 def _delta_error(obj: dict[str, Any]) -> FrameError:
     delta = obj.get("delta")
     if type(delta) is not dict:
-        return _invalid(f"delta must be an object in a delta update ({_got_at(obj, 'delta')})")
+        got = _got_at(obj, "delta")
+        return _invalid(f"delta must be an object or null in a delta update ({got})")
     dtype = delta.get("type")
     spec = DELTA_TYPES.get(dtype) if type(dtype) is str else None
     if spec is None:
-        return _invalid(f"delta.type must be one of {_DELTA_NAMES} ({_got_at(delta, 'type')})")
+        return _invalid(f"delta.type must be a string ({_got_at(delta, 'type')})")
     for name, kind in spec.channel_fields:
         want_type, nonempty, want = _FIELD_KINDS[kind]
         value = delta.get(name)

@@ -31,7 +31,8 @@ class Update:
     line's bytes, reused as the record value when the update is produced unmerged.
     For deltas, `channel` is what must match for two deltas to merge (delta type,
     channel fields, update `index`), `text_field` names the delta's text field and
-    `text` is its value (null counts as "").
+    `text` is its value (null counts as ""). A delta of a type the sidecar does not know,
+    or a null delta, has no channel and no text field: it merges with nothing.
     """
 
     kind: UpdateKind
