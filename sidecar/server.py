@@ -92,7 +92,7 @@ class Server:
             idle_timeout=cfg.stream_idle_timeout,
             failed_ttl=cfg.delivery_timeout_ms / 1000,
         )
-        self.hub = Hub()
+        self.hub: Hub[Connection] = Hub()
         self.intake = Intake(
             self.table,
             self.metrics,

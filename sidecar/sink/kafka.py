@@ -282,7 +282,9 @@ class KafkaSink(SinkBase):
                 # No metadata within the request timeout: Kafka is away. Keep the batch.
                 lane.inflight = None
                 lane.requeue(records)
-                self._set_down("no_metadata", "no metadata for the topic while Kafka is unavailable")
+                self._set_down(
+                    "no_metadata", "no metadata for the topic while Kafka is unavailable"
+                )
                 self._expire_waiting()
                 return False
             lane.future = fut

@@ -22,7 +22,7 @@ log = logging.getLogger("sidecar.source")
 
 class Connection(asyncio.Protocol):
     def __init__(
-        self, hub: Hub, intake: Intake, admission: Admission, *, max_reply_bytes: int
+        self, hub: Hub[Connection], intake: Intake, admission: Admission, *, max_reply_bytes: int
     ) -> None:
         self.hub = hub
         self.intake = intake

@@ -4,7 +4,7 @@ anything with pause/resume/close can be registered."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 
 class Member(Protocol):
@@ -15,17 +15,20 @@ class Member(Protocol):
     def close(self) -> None: ...
 
 
-class Hub:
+M = TypeVar("M", bound=Member)
+
+
+class Hub(Generic[M]):
     def __init__(self) -> None:
-        self.connections: set[Member] = set()
+        self.connections: set[M] = set()
         self.paused = False
 
-    def register(self, conn: Member) -> None:
+    def register(self, conn: M) -> None:
         self.connections.add(conn)
         if self.paused:
             conn.pause()
 
-    def unregister(self, conn: Member) -> None:
+    def unregister(self, conn: M) -> None:
         self.connections.discard(conn)
 
     def set_paused(self, paused: bool) -> None:

@@ -97,7 +97,7 @@ async def test_allowed_uids_shut_out_other_users(shared_dir: Path, other_user: U
     async with open_server(config, sink) as server:
         out = await other_user.run(ATTACK, str(config.socket), line(start("t", "x")).decode())
         assert out == ""  # closed at once: no reply, nothing produced
-        assert server.metrics.connections_refused._value.get() == 1
+        assert server.metrics.sample("sidecar_connections_refused_total") == 1
         me = await RawClient.connect(config.socket)
         await me.send({"type": "hello", "acks": "terminal"}, start("t", "y"), done("t", "y"))
         assert (await me.read_replies(1))[0]["type"] == "ack"
