@@ -23,10 +23,15 @@ venv: $(STAMP)
 # Both distributions in one pip call: the server's `sidecar-client` requirement is met by
 # the local client/ tree, never looked up on an index.
 $(STAMP): pyproject.toml client/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ./client -e ".[test]"
-	touch $(STAMP)
+	@echo "==> installing the development environment into $(VENV) (pip; log in $(VENV)/pip.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# pip and setuptools talk a lot while building editable wheels: keep it in the log
+	@# unless the install fails.
+	@$(BIN)/python -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@$(BIN)/python -m pip install -q -e ./client -e ".[test]" >> $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
 
 # ~100 s and ~1.1 GB the first time; reused while client/pyproject.toml is unchanged.
 agentex-venv: $(AGENTEX_STAMP)
@@ -71,7 +76,7 @@ test:
 	$(BIN)/pytest $(PYTEST_ARGS)
 	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
-test-fast: $(STAMP) tools
+test-fast: $(STAMP) $(AGENTEX_STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -17,6 +17,11 @@ ca=/etc/ssl/certs/ca-certificates.crt
 [ -r "$ca" ] && mounts+=(-v "$ca:$ca:ro")
 [ -r /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
 
-podman build --pull=never --network=host "${mounts[@]}" --layers -t "$TAG" . >&2
+build=(podman build --pull=never --network=host "${mounts[@]}" --layers)
+# The build stage gets a tag of its own, so the prune below (the untagged images every
+# rebuild leaves) keeps its layers as the cache for the next build.
+"${build[@]}" --target build -t localhost/sidecar-build:cache . >&2
+"${build[@]}" -t "$TAG" . >&2
+podman image prune -f >/dev/null
 size=$(podman image inspect "$TAG" --format '{{.Size}}')
 echo "image $TAG: $((size / 1000000)) MB" >&2

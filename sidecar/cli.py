@@ -3,9 +3,6 @@ class (sidecar.config, through sidecar.options); a flag wins over a SIDECAR_* va
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sys
 from typing import Annotated
 
 import typer
@@ -13,6 +10,7 @@ import typer
 from sidecar import __version__, runtime
 from sidecar.config import Config
 from sidecar.errors import ExitCode, StartupError
+from sidecar.logs import setup_logging
 from sidecar.options import with_settings
 
 app = typer.Typer(
@@ -42,22 +40,11 @@ def main_callback(
     """Kafka producer sidecar for AI agents."""
 
 
-def _setup_logging(level: str, fmt: str) -> None:
-    if fmt == "json":
-        f = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-    else:
-        f = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level.upper(), format=f, stream=sys.stderr, force=True)
-    # aiokafka logs every failed reconnect at ERROR; the sink reports Kafka's state itself.
-    if level != "debug":
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
 @app.command()
 @with_settings(Config)
 def run(settings: Config) -> None:
     """Serve: agentex updates in on the Unix socket, coalesced records out to Kafka."""
-    _setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format)
     from sidecar.server import Server
 
     async def serve() -> int:
@@ -81,25 +68,30 @@ def check(
 ) -> None:
     """Validate the configuration as run does, then reach Kafka and the topic: exit 2 if
     the configuration is wrong, 1 if Kafka cannot be used, 0 if all is well."""
-    from sidecar.sink.kafka import probe
+    setup_logging(settings.log_level, settings.log_format)
+    from sidecar.preflight import preflight
+    from sidecar.sink.kafka import inspect_topic
+    from sidecar.sink.problems import KafkaUnusable
 
-    problems: list[str] = []
-    if not settings.socket.parent.is_dir():
-        problems.append(f"socket folder {settings.socket.parent} does not exist")
     try:
-        partitions = runtime.run(asyncio.wait_for(probe(settings), timeout), use_uvloop=False)
+        preflight(settings)  # what run checks before it starts, the same way
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    try:
+        partitions = runtime.run(inspect_topic(settings, timeout), use_uvloop=False)
+    except KafkaUnusable as exc:
         typer.echo(
-            f"kafka: {settings.bootstrap_servers} reachable; topic {settings.topic!r} "
-            f"has {partitions} partitions"
+            f"error: kafka: cannot {'reach' if exc.problem.heals else 'use'} "
+            f"{settings.bootstrap_servers} / topic "
+            f"{settings.topic!r}: {exc.problem}",
+            err=True,
         )
-    except Exception as exc:  # any failure here is the message the operator needs
-        problems.append(
-            f"kafka: cannot reach {settings.bootstrap_servers} / topic {settings.topic!r}: {exc!r}"
-        )
-    for p in problems:
-        typer.echo(f"error: {p}", err=True)
-    if problems:
-        raise typer.Exit(ExitCode.RUNTIME)
+        raise typer.Exit(ExitCode.RUNTIME) from None
+    typer.echo(
+        f"kafka: {settings.bootstrap_servers} reachable; topic {settings.topic!r} "
+        f"has {partitions} partitions"
+    )
     typer.echo("ok")
 
 

@@ -16,10 +16,11 @@ import threading
 from collections.abc import Iterator
 
 from sidecar.config import RUN_FOLDER, Config
-from sidecar.errors import ErrorCode, ExitCode
+from sidecar.errors import ErrorCode, ExitCode, StartupError
 from sidecar.metrics import Metrics
 from sidecar.model import Record, ReplyTarget
 from sidecar.ops import OpsServer
+from sidecar.preflight import preflight
 from sidecar.sink.base import SinkBase
 from sidecar.source.connection import Connection
 from sidecar.source.hub import Hub
@@ -62,6 +63,11 @@ class Server:
         self._ops: OpsServer | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self._deadline: float | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        # Kafka's state as last logged (a reason code, None: fine), and an event set at
+        # each change (tests wait on it).
+        self.kafka_seen: str | None = None
+        self.kafka_changed = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -75,6 +81,7 @@ class Server:
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        preflight(cfg)
         if self._sink is None:
             from sidecar.sink.kafka import KafkaSink  # keeps aiokafka out of unit tests
 
@@ -110,19 +117,33 @@ class Server:
         m.backpressure = lambda: float(sink.paused)
         m.connections = lambda: len(self.hub.connections)
         m.max_pending_bytes = sink.max_pending_bytes
-        self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
-        self._listener, self._bound = await open_unix_listener(
-            cfg.socket,
-            cfg.socket_mode,
-            lambda: Connection(
-                self.hub, self.intake, admission, max_reply_bytes=cfg.max_reply_bytes
-            ),
-            create_folder=cfg.socket.parent == RUN_FOLDER,
-            backlog=cfg.listen_backlog,
-        )
+        # The port first: if it is taken, nothing else has started, and no socket file
+        # is left behind.
         if cfg.http_port:
             self._ops = OpsServer(self.metrics, self.readiness, self.kafka_error)
-            self.http_port = await self._ops.start(cfg.http_host, cfg.http_port)
+            try:
+                self.http_port = await self._ops.start(cfg.http_host, cfg.http_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"--http-port {cfg.http_port}: cannot listen on {cfg.http_host}:"
+                    f"{cfg.http_port}: {exc.strerror or exc}"
+                ) from None
+        try:
+            self._listener, self._bound = await open_unix_listener(
+                cfg.socket,
+                cfg.socket_mode,
+                lambda: Connection(
+                    self.hub, self.intake, admission, max_reply_bytes=cfg.max_reply_bytes
+                ),
+                create_folder=cfg.socket.parent == RUN_FOLDER,
+                backlog=cfg.listen_backlog,
+            )
+        except BaseException:
+            if self._ops is not None:
+                await self._ops.aclose()
+            raise
+        self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
+        self._watch_task = asyncio.create_task(self._watch_kafka(), name="sidecar-kafka-watch")
         log.info(
             "listening on %s (mode %o%s), producing to %s at %s%s; instance %s",
             cfg.socket,
@@ -183,6 +204,9 @@ class Server:
         )
 
     async def _cancel_sink(self, timeout: float) -> None:
+        watch = self._watch_task
+        if watch is not None and not watch.done():
+            watch.cancel()
         task = self._sink_task
         if task is not None and not task.done():
             task.cancel()
@@ -192,6 +216,42 @@ class Server:
                 return
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def kafka_state(self) -> str | None:
+        """None while Kafka takes records; else the reason code (PROTOCOL §8)."""
+        sink = self.sink
+        if sink.problem is not None and (not sink.kafka_up or not sink.problem.heals):
+            return sink.problem.reason.value
+        if not sink.kafka_reachable:
+            return "not_acknowledging" if sink.kafka_up else "connecting"
+        return None
+
+    async def _watch_kafka(self, period: float = 1.0) -> None:
+        """One log line at each change of Kafka's state, with the reason and how many
+        records wait. Once a second: aiokafka retries an outage silently, so the state
+        is read, not signalled."""
+        while True:
+            await asyncio.sleep(period)
+            now, was = self.kafka_state(), self.kafka_seen
+            if now == was or now == "connecting":
+                continue
+            sink = self.sink
+            waiting = f"{sink.pending_records} records ({sink.pending_bytes} bytes) waiting"
+            if now is None:
+                log.info("Kafka is taking records again (was %s); %s", was, waiting)
+            else:
+                detail = sink.problem.detail if sink.problem is not None else ""
+                heals = sink.problem is None or sink.problem.heals
+                log.log(
+                    logging.WARNING if heals else logging.ERROR,
+                    "Kafka unavailable: %s%s; %s%s",
+                    now,
+                    f" ({detail})" if detail else "",
+                    waiting,
+                    "" if heals else "; not ready until the configuration is fixed",
+                )
+            self.kafka_seen = now
+            self.kafka_changed.set()
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -221,15 +281,25 @@ class Server:
     def readiness(self) -> tuple[bool, dict[str, object]]:
         accepting = self._listener is not None and self._listener.is_serving()
         draining = self.intake.draining if self.started.is_set() else False
-        reason = self.sink.kafka_reason
-        ready = accepting and not draining and (reason is None or not self.config.require_kafka)
+        kafka_up = self.sink.kafka_reachable
+        problem = self.sink.problem
+        # A problem waiting cannot heal (TLS, authentication, a missing topic) fails
+        # readiness; an outage only with --require-kafka (PROTOCOL §8).
+        misconfigured = problem is not None and not problem.heals
+        ready = (
+            accepting
+            and not draining
+            and not misconfigured
+            and (kafka_up or not self.config.require_kafka)
+        )
         body: dict[str, object] = {
             "ready": ready,
             "accepting": accepting,
             "draining": draining,
             "kafka": {
-                "reachable": reason is None,
-                "reason": reason,
+                "reachable": kafka_up,
+                "last_error": self.kafka_state() or self.sink.last_error,
+                "configuration_error": misconfigured,
                 "required": self.config.require_kafka,
             },
             "pending_bytes": self.sink.pending_bytes,
@@ -238,9 +308,10 @@ class Server:
         return ready, body
 
     def kafka_error(self) -> str | None:
-        """The raw text of Kafka's last error, for `/readyz?verbose` only: it may name
+        """The detail of Kafka's last problem, for `/readyz?verbose` only: it may name
         hosts and internals that an unauthenticated endpoint should not show."""
-        return self.sink.last_error
+        problem = self.sink.problem
+        return None if problem is None else problem.detail
 
     # -- signals: captured here and nowhere else -------------------------------------------
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from sidecar.sink.memory import MemorySink
+from sidecar.sink.problems import KafkaProblem, Reason
 from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
 
 
@@ -84,7 +85,7 @@ async def test_kafka_outage_fails_readiness_only_when_required(
 ) -> None:
     sink = MemorySink()
     sink.kafka_up = False
-    sink.last_error = "cannot reach Kafka"
+    sink.problem = KafkaProblem(Reason.UNREACHABLE, "localhost:9092: Connection refused")
     config = make_config(
         tmp_path, http_host="127.0.0.1", http_port=free_port(), require_kafka=require
     )
@@ -95,13 +96,14 @@ async def test_kafka_outage_fails_readiness_only_when_required(
         # A reason code, never Kafka's raw error text (issue 10, failure 6) ...
         assert orjson.loads(body)["kafka"] == {
             "reachable": False,
-            "reason": "unreachable",
+            "last_error": "unreachable",  # a reason code, not the raw text (PROTOCOL §8)
+            "configuration_error": False,
             "required": require,
         }
-        assert b"cannot reach" not in body
+        assert b"Connection refused" not in body
         # ... unless asked for.
         _, body = await get(server.http_port, "/readyz?verbose=1")
-        assert orjson.loads(body)["kafka_error"] == "cannot reach Kafka"
+        assert orjson.loads(body)["kafka_error"] == "localhost:9092: Connection refused"
 
 
 # -- issue 10, failure 6: loopback by default, bounded requests, no tracebacks -------------

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import AckToken, Record
+from sidecar.sink.problems import KafkaProblem
 from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
@@ -79,11 +80,13 @@ class SinkBase:
         self._pending: dict[int, Record] = {}
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
-        # Why the last contact failed: a short code for /readyz (PROTOCOL §8), and the
-        # raw error text, which is logged and shown only when asked for.
-        self.down_reason = "unreachable"
-        self.last_error: str | None = None
+        self.problem: KafkaProblem | None = None
         self.stall_after = 5.0  # seconds without an ack, with records waiting: unreachable
+
+    @property
+    def last_error(self) -> str | None:
+        """The reason code of the last problem with Kafka (None while all is well)."""
+        return None if self.problem is None else self.problem.reason.value
 
     @property
     def pending_records(self) -> int:
@@ -100,13 +103,6 @@ class SinkBase:
         # Read on scrape and readiness only, never per record.
         oldest = next(iter(self._pending.values()))
         return self.clock() - oldest.submitted_at < self.stall_after
-
-    @property
-    def kafka_reason(self) -> str | None:
-        """Why Kafka is not reachable, as a reason code; None while it is."""
-        if not self.kafka_up:
-            return self.down_reason
-        return None if self.kafka_reachable else "stalled"
 
     async def serve(self) -> None:
         """Deliver submitted records until cancelled."""

@@ -245,11 +245,25 @@ def tail(
 ) -> None:
     """Consume the topic and print its records, one JSON line each; order violations go
     to stderr (exit 1)."""
-    from sidecar.sink.kafka import open_consumer
+    from sidecar.logs import setup_logging
+    from sidecar.sink.kafka import inspect_topic, open_consumer
+
+    setup_logging(settings.log_level, settings.log_format)
+    from sidecar.sink.problems import KafkaUnusable
 
     async def main() -> int:
+        # Looked up first without creating it: a consumer's own metadata requests
+        # would create a missing topic on a broker that auto-creates.
+        try:
+            await inspect_topic(settings, 10.0)
+        except KafkaUnusable as exc:
+            typer.echo(f"error: {settings.topic}: {exc.problem}", err=True)
+            return 1
         async with open_consumer(
-            settings.bootstrap_servers, settings.topic, from_beginning=from_beginning
+            settings.bootstrap_servers,
+            settings.topic,
+            from_beginning=from_beginning,
+            settings=settings,
         ) as r:
             return await run_tail(
                 r,

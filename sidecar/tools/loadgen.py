@@ -143,6 +143,9 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
+_PACED_GROUPS = 10
+
+
 def _update(kind: str, key: StreamKey, **fields: Any) -> bytes:
     ptm = {"id": key[1], "task_id": key[0], "content": None}
     return orjson.dumps({"type": kind, "parent_task_message": ptm, **fields})
@@ -180,15 +183,22 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
         await client.send_many(_update("start", k, content={"type": "text"}) for k in keys)
         piece = spec.piece()
         began = time.monotonic()
+        # Paced agents do not all write in the same millisecond: a connection's streams
+        # are spread over `_PACED_GROUPS` slots of each round (still one write per slot).
+        groups = min(len(keys), _PACED_GROUPS) if spec.rate else 1
+        slots = [keys[g::groups] for g in range(groups)]
         for j in range(spec.deltas):
-            if spec.rate:
-                # Against an absolute schedule, so slow rounds do not lower the rate.
-                await asyncio.sleep(max(0.0, began + j / spec.rate - time.monotonic()))
-            lines = [_update("delta", k, delta={"type": "text", "text_delta": piece}) for k in keys]
-            if j == 0:
-                result.first_delta_sent.update(dict.fromkeys(keys, time.time()))
-            await client.send_many(lines)
-            result.deltas_sent += len(lines)
+            for g, slot in enumerate(slots):
+                if spec.rate:
+                    # Against an absolute schedule, so slow rounds do not lower the rate.
+                    due = began + (j + g / groups) / spec.rate
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                delta = {"type": "text", "text_delta": piece}
+                lines = [_update("delta", k, delta=delta) for k in slot]
+                if j == 0:
+                    result.first_delta_sent.update(dict.fromkeys(slot, time.time()))
+                await client.send_many(lines)
+                result.deltas_sent += len(lines)
         for k in keys:
             seq = client.seq + 1
             terminal_sent[seq] = time.monotonic()
