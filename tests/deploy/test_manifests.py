@@ -223,7 +223,7 @@ def _loopback(spec: dict[str, Any]) -> None:
 
 
 def _small_memory(spec: dict[str, Any]) -> None:
-    spec["initContainers"][1]["resources"]["limits"]["memory"] = "256Mi"
+    spec["initContainers"][1]["resources"]["limits"]["memory"] = "96Mi"
 
 
 def _other_uid(spec: dict[str, Any]) -> None:
