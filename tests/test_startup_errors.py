@@ -198,3 +198,46 @@ def test_json_formatter_keeps_quotes_newlines_and_exceptions() -> None:
     assert entry["message"] == 'say "hi"\nthere'
     assert 'ValueError: bad "value"\nsecond line' in entry["exception"]
     assert entry["time"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--flush-interval-ms", "-1"], {}, "--flush-interval-ms"),
+        (["--linger-ms", "soon"], {}, "--linger-ms"),
+        ([], {"SIDECAR_LINGER_MS": "soon"}, "SIDECAR_LINGER_MS"),
+        (["--max-batch-bytes", "4194304", "--max-request-bytes", "2097152"], {}, "--max-batch"),
+        (["--socket-mode", "rw-rw----"], {}, "--socket-mode"),
+        (["--on-disconnect", "linger"], {}, "--on-disconnect"),
+        (["--no-such-option"], {}, "--no-such-option"),
+    ],
+)
+def test_a_setting_that_does_not_parse_or_fit(
+    args: list[str], env: dict[str, str], needle: str, tmp_path: Path
+) -> None:
+    """Flags and SIDECAR_* values, as click or the settings model reject them: one line
+    too, not click's usage block."""
+    sock = tmp_path / "s.sock"
+    result = sidecar("run", "--socket", str(sock), "--http-port", "0", *args, env=env)
+    one_line_exit_2(result, needle)
+    assert not sock.exists()
+
+
+def test_an_unknown_command() -> None:
+    one_line_exit_2(sidecar("runn"), "runn")
+
+
+def test_socket_folder_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    sock = tmp_path / "file" / "sub" / "s.sock"
+    one_line_exit_2(sidecar("run", "--socket", str(sock), "--http-port", "0"), str(sock.parent))
+
+
+def test_another_process_accepting_on_the_socket(tmp_path: Path, unused_kafka: str) -> None:
+    sock = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(str(sock))
+        other.listen()
+        args = ["--bootstrap-servers", unused_kafka, "--http-port", "0"]
+        one_line_exit_2(sidecar("run", "--socket", str(sock), *args), "accepting")
+        assert sock.exists(), "the other process's socket was removed"

@@ -70,30 +70,30 @@ def partition_for(task_id: str, partitions: int) -> int:
 class _FileToken(AbstractTokenProvider):  # type: ignore[misc]
     """An OAUTHBEARER token re-read from its file, so a rotated token is picked up."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
 
     async def token(self) -> str:
         return self._path.read_text().strip()
 
 
-def _read(path: str | None) -> str | None:
+def _read(path: str | Path | None) -> str | None:
     return None if path is None else Path(path).read_text().strip()
 
 
 def security_kwargs(
     *,
     security_protocol: str = "PLAINTEXT",
-    ssl_ca_file: str | None = None,
-    ssl_cert_file: str | None = None,
-    ssl_key_file: str | None = None,
-    ssl_key_password_file: str | None = None,
+    ssl_ca_file: str | Path | None = None,
+    ssl_cert_file: str | Path | None = None,
+    ssl_key_file: str | Path | None = None,
+    ssl_key_password_file: str | Path | None = None,
     ssl_check_hostname: bool = True,
     sasl_mechanism: str | None = None,
     sasl_username: str | None = None,
     sasl_password: str | None = None,
-    sasl_password_file: str | None = None,
-    sasl_oauth_token_file: str | None = None,
+    sasl_password_file: str | Path | None = None,
+    sasl_oauth_token_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """aiokafka client arguments for the sidecar's security settings."""
     protocol = security_protocol.upper()
