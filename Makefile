@@ -78,7 +78,7 @@ test:
 	$(BIN)/pytest -m "not kafka or image" $(PYTEST_ARGS)
 	scripts/testcontainers-run.sh -m "kafka and not image" $(PYTEST_ARGS)
 
-test-fast: $(STAMP) tools
+test-fast: $(STAMP) $(AGENTEX_STAMP) tools
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 demo: $(STAMP)
