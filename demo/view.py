@@ -25,7 +25,7 @@ _STATE_STYLE = {"waiting": "dim", "streaming": "yellow", "sent": "cyan", "acked"
 
 class Screen:
     def __init__(self, *, record: bool = False) -> None:
-        self.console = Console(highlight=False, record=record, soft_wrap=True)
+        self.console = Console(highlight=False, record=record)
         if not self.console.is_terminal:
             self.console.width = 100  # a log or CI page: tables need not fit 80 columns
         self.started = time.monotonic()
@@ -37,11 +37,15 @@ class Screen:
     def step(self, message: str) -> None:
         """One line of progress, with the time since the demo started."""
         took = time.monotonic() - self.started
-        self.console.print(f"[dim]{took:5.1f}s[/dim] [bold]==>[/bold] {message}")
+        self.console.print(
+            f"[dim]{took:5.1f}s[/dim] [bold]==>[/bold] {message}", soft_wrap=not self.interactive
+        )
 
     def print(self, *objects: Any) -> None:
-        # Tables are laid out to the console's width; lines of text are never broken.
-        self.console.print(*objects, soft_wrap=not any(isinstance(o, Table) for o in objects))
+        # A terminal wraps text to its width; a log or CI page gets each line whole.
+        # Tables are laid out to the console's width either way.
+        whole = not self.interactive and not any(isinstance(o, Table) for o in objects)
+        self.console.print(*objects, soft_wrap=whole)
 
     @contextlib.contextmanager
     def live(

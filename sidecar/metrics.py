@@ -89,6 +89,9 @@ class Metrics:
         self.produced_bytes = 0  # record value bytes Kafka acknowledged
         # accept() failures by reason (out of file descriptors, ...): the listener retries.
         self.accept_errors = dict.fromkeys(ACCEPT_ERRORS, 0)
+        self.connections_refused = 0
+        # Records not acknowledged when the shutdown deadline passed (set once, at exit).
+        self.undelivered_at_shutdown = 0
         # Histograms.
         self.deltas_per_record = Histo(_DELTAS_BUCKETS)
         self.first_delta_latency = Histo(_LATENCY_BUCKETS)
@@ -186,7 +189,8 @@ class _Collector(Collector):
         )
         yield _counter(
             "sidecar_delivery_failures",
-            "Records Kafka finally refused or that timed out (delivery_failed).",
+            "Records Kafka finally refused or that timed out (delivery_failed); each ends "
+            "its stream with a delivery_failed terminal (sidecar_streams_ended).",
             None,
             [("", m.delivery_failures)],
         )
@@ -229,6 +233,18 @@ class _Collector(Collector):
             "descriptors); the listener retries and open connections are unaffected.",
             "reason",
             m.accept_errors.items(),
+        )
+        yield _counter(
+            "sidecar_connections_refused",
+            "Connections closed at once: peer not in --allowed-uids/--allowed-gids, or its "
+            "credentials unreadable.",
+            None,
+            [("", m.connections_refused)],
+        )
+        yield _gauge(
+            "sidecar_undelivered_at_shutdown",
+            "Records not acknowledged by Kafka when the shutdown deadline passed.",
+            m.undelivered_at_shutdown,
         )
         yield _counter(
             "sidecar_replies_dropped",
