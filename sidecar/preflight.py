@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar.config import Config
+from sidecar.config import RUN_FOLDER, Config
 from sidecar.errors import StartupError
 from sidecar.security import client_security
 
@@ -31,6 +31,8 @@ def check_socket_path(path: Path) -> None:
             f"{MAX_SOCKET_PATH_BYTES} (use a shorter folder)"
         )
     folder = path.parent
+    if folder == RUN_FOLDER and not folder.exists():
+        return  # the default folder: run creates it (source.listener), or says why not
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise StartupError(f"socket folder {folder} {what} (--socket {path})")
