@@ -15,7 +15,8 @@ a stream seen again under a new instance was resumed after a sidecar restart, so
 to the old instance and that it never produced are not in the topic: the agent's client
 was told so). A stream the old instance ended with a `shutdown` terminal and that goes
 on under a new instance is handed back twice: its part up to the shutdown, then the
-resumed part (`resumed`) up to its own terminal. Violations found on the way, each a typed error in strict mode:
+resumed part (`resumed`) up to its own terminal. Violations found on the way, each a
+typed error in strict mode:
 
 - `seq_gap` (`SeqGap`): a `seq` past the one due (lost records), or a first record
   other than 0 when reading from the start;
