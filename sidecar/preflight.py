@@ -13,6 +13,7 @@ from pathlib import Path
 from sidecar.config import RUN_FOLDER, Config
 from sidecar.errors import StartupError
 from sidecar.security import client_security
+from sidecar.source.listener import check_socket_folder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -40,3 +41,6 @@ def check_socket_path(path: Path) -> None:
         raise StartupError(
             f"socket folder {folder} is not writable by uid {os.geteuid()} (--socket {path})"
         )
+    # Whether someone else could replace the socket there: `check` must refuse what `run`
+    # refuses (the listener judges the folder again when it binds).
+    check_socket_folder(folder)

@@ -3,13 +3,18 @@ hermetic: the in-memory sink fails chosen records as an expired delivery would."
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import orjson
 
 from sidecar.model import Record
+from sidecar.sink.kafka import ConsumedRecord
 from sidecar.sink.memory import MemorySink
+from sidecar.tools.commands import run_tail
+from sidecar_client.reassemble import Reassembler
 from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
+from tests.tools.fakes import FakeTopic
 
 
 def fail_seq(stream: tuple[str, str], seq: int) -> object:
@@ -119,6 +124,7 @@ async def test_a_restart_is_told_by_the_sidecar_instance_header(tmp_path: Path) 
     records follow its shutdown terminal; the instance header tells the two apart."""
     config = make_config(tmp_path)
     runs = []
+    records: list[list[Record]] = []
     for body in (
         [start("t", "m"), text_delta("t", "m", "before ")],
         [text_delta("t", "m", "after"), done("t", "m")],
@@ -132,6 +138,7 @@ async def test_a_restart_is_told_by_the_sidecar_instance_header(tmp_path: Path) 
             await c.aclose()
         headers = [dict(r.headers(sink.instance)) for _, _, r in sink.records]
         runs.append((server.instance, headers))
+        records.append([r for _, _, r in sink.records])
     (first, h1), (second, h2) = runs
     assert first != second and len(first) == 16
     assert [(h["type"], h["seq"], h.get("terminal_reason")) for h in h1] == [
@@ -145,3 +152,38 @@ async def test_a_restart_is_told_by_the_sidecar_instance_header(tmp_path: Path) 
     ]
     assert {h["sidecar_instance"] for h in h1} == {first.encode()}
     assert {h["sidecar_instance"] for h in h2} == {second.encode()}
+    # `tail --reassemble` (the reassembler) reads the two parts as one stream resumed
+    # after a restart: no seq_gap, no record_after_terminal.
+    topic = FakeTopic(
+        [
+            ConsumedRecord(0, offset, 0, b"t", r.value, dict(r.headers(sink_instance)))
+            for offset, (r, sink_instance) in enumerate(
+                [(r, first.encode()) for r in records[0]]
+                + [(r, second.encode()) for r in records[1]]
+            )
+        ]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert await run_tail(topic, reassemble=True, out=out, err=err) == 0, err.getvalue()
+    parts = [orjson.loads(x) for x in out.getvalue().splitlines()]
+    assert [(p["terminal_reason"], p["channels"], p.get("resumed")) for p in parts] == [
+        ("shutdown", {"text": "before "}, None),
+        ("client", {"text": "after"}, 1),
+    ]
+    # The same records after a normal terminal are a violation, restart or not.
+    r = Reassembler()
+    r.feed(
+        done("t", "x"),
+        {
+            "type": "done",
+            "message_id": "x",
+            "seq": "0",
+            "terminal_reason": "client",
+            "sidecar_instance": "a",
+        },
+    )
+    r.feed(
+        text_delta("t", "x", "late"),
+        {"type": "delta", "message_id": "x", "seq": "0", "sidecar_instance": "b"},
+    )
+    assert [v.kind for v in r.violations] == ["record_after_terminal"]
