@@ -224,3 +224,18 @@ async def test_shutdown_unlinks_its_own_socket(tmp_path: Path) -> None:
         assert config.socket.exists()
         assert await server.shutdown() == 0
     assert not config.socket.exists()
+
+
+def test_a_default_folder_that_cannot_be_created_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(path: object, mode: int = 0o777) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "mkdir", denied)
+    with pytest.raises(SocketFolderError) as exc:
+        check_socket_folder(tmp_path / "run-sidecar", create=True)
+    message = str(exc.value)
+    assert "cannot be created (Permission denied)" in message
+    assert "set --socket or XDG_RUNTIME_DIR" in message
+    assert "\n" not in message
