@@ -134,7 +134,10 @@ def chart_throughput(doc: dict[str, Any], path: Path) -> Path:
 
 
 def _paced_label(p: dict[str, Any]) -> str:
-    return f"{p['name']}\n{p['streams']:,} x {p['rate_per_stream']:g}/s"
+    shape = f"{p['streams']:,} x {p['rate_per_stream']:g}/s"
+    # A name that already says its shape (bench/run.py's do) is not told it twice.
+    said = str(p["streams"]) in p["name"] or f"{p['streams']:,}" in p["name"]
+    return p["name"] if said else f"{p['name']}\n{shape}"
 
 
 def chart_cpu(doc: dict[str, Any], path: Path) -> Path:

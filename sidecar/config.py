@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +26,8 @@ Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 OnDisconnect = Literal["end", "keep"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 MiB = 1024 * 1024
 ENV_PREFIX = "SIDECAR_"
@@ -183,6 +185,55 @@ class KafkaSettings(_Settings):
     )
     client_id: str = setting("sidecar", "Kafka client id, as brokers log and quota it.")
 
+    security_protocol: SecurityProtocol = setting(
+        "PLAINTEXT",
+        "How to reach the brokers: PLAINTEXT (no TLS, no authentication), SSL (TLS), "
+        "SASL_PLAINTEXT (SASL authentication without TLS) or SASL_SSL (SASL over TLS).",
+    )
+    ssl_ca_file: Path | None = setting(
+        None,
+        "PEM file of the CA certificates that sign the brokers' certificates (SSL, "
+        "SASL_SSL); by default the system's trusted CAs.",
+    )
+    ssl_cert_file: Path | None = setting(
+        None,
+        "PEM file of this client's certificate (and chain), for brokers that require "
+        "client certificates (mutual TLS); needs --ssl-key-file.",
+    )
+    ssl_key_file: Path | None = setting(
+        None, "PEM file of the private key of --ssl-cert-file (mutual TLS)."
+    )
+    ssl_key_password_file: Path | None = setting(
+        None, "File holding the password of an encrypted --ssl-key-file; by default none."
+    )
+    ssl_check_hostname: bool = setting(
+        True,
+        "Check that the broker's certificate names the host connected to; turn off only "
+        "for brokers reached by an address their certificate does not name.",
+    )
+    sasl_mechanism: SaslMechanism | None = setting(
+        None,
+        "SASL mechanism, required with SASL_PLAINTEXT and SASL_SSL: PLAIN or SCRAM-SHA-256 "
+        "/ SCRAM-SHA-512 (with --sasl-username and a password), or OAUTHBEARER (with "
+        "--sasl-oauth-token-file).",
+    )
+    sasl_username: str | None = setting(None, "SASL user name, for PLAIN and SCRAM-SHA-256/512.")
+    sasl_password_file: Path | None = setting(
+        None,
+        "File holding the SASL password (PLAIN, SCRAM); or set SIDECAR_SASL_PASSWORD. "
+        "There is no flag for the password itself: it would show in ps.",
+    )
+    sasl_password: SecretStr | None = setting(
+        None,
+        "The SASL password (environment only: SIDECAR_SASL_PASSWORD).",
+        cli=False,
+    )
+    sasl_oauth_token_file: Path | None = setting(
+        None,
+        "File holding the OAUTHBEARER token (a JWT); re-read whenever it changes, so a "
+        "Kubernetes projected token or a token agent can rotate it.",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, v: str) -> str:
@@ -201,6 +252,63 @@ class KafkaSettings(_Settings):
                 "and '-' only, and not '.' or '..')"
             )
         return v
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        proto = self.security_protocol
+        tls = proto in ("SSL", "SASL_SSL")
+        sasl = proto.startswith("SASL_")
+        if not tls:
+            for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password_file"):
+                if getattr(self, name) is not None:
+                    raise combo_error(
+                        f"{flag_of(name)} is set but --security-protocol is {proto}: "
+                        "use SSL or SASL_SSL for TLS"
+                    )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise combo_error("--ssl-cert-file and --ssl-key-file go together (mutual TLS)")
+        if self.ssl_key_password_file is not None and self.ssl_key_file is None:
+            raise combo_error("--ssl-key-password-file is set without --ssl-key-file")
+        given = [
+            n
+            for n in (
+                "sasl_mechanism",
+                "sasl_username",
+                "sasl_password_file",
+                "sasl_oauth_token_file",
+            )
+            if getattr(self, n) is not None
+        ]
+        if not sasl:
+            if given or self.sasl_password is not None:
+                what = flag_of(given[0]) if given else "SIDECAR_SASL_PASSWORD"
+                raise combo_error(
+                    f"{what} is set but --security-protocol is {proto}: "
+                    "use SASL_PLAINTEXT or SASL_SSL for SASL"
+                )
+            return self
+        mech = self.sasl_mechanism
+        if mech is None:
+            raise combo_error(f"--security-protocol {proto} needs --sasl-mechanism")
+        if mech == "OAUTHBEARER":
+            if self.sasl_oauth_token_file is None:
+                raise combo_error("--sasl-mechanism OAUTHBEARER needs --sasl-oauth-token-file")
+            for name in ("sasl_username", "sasl_password_file"):
+                if getattr(self, name) is not None:
+                    raise combo_error(f"{flag_of(name)} does not apply to OAUTHBEARER")
+            return self
+        if self.sasl_oauth_token_file is not None:
+            raise combo_error(f"--sasl-oauth-token-file does not apply to {mech}")
+        if not self.sasl_username:
+            raise combo_error(f"--sasl-mechanism {mech} needs --sasl-username")
+        if self.sasl_password_file is None and self.sasl_password is None:
+            raise combo_error(
+                f"--sasl-mechanism {mech} needs a password: --sasl-password-file or "
+                "SIDECAR_SASL_PASSWORD"
+            )
+        if self.sasl_password_file is not None and self.sasl_password is not None:
+            raise combo_error("give --sasl-password-file or SIDECAR_SASL_PASSWORD, not both")
+        return self
 
 
 class ProducerSettings(_Settings):

@@ -14,10 +14,11 @@ import signal
 from collections.abc import Iterator
 
 from sidecar.config import Config
-from sidecar.errors import ExitCode
+from sidecar.errors import ExitCode, StartupError
 from sidecar.metrics import Metrics
 from sidecar.model import Record
 from sidecar.ops import OpsServer
+from sidecar.preflight import preflight
 from sidecar.sink.base import SinkBase
 from sidecar.source.connection import Connection
 from sidecar.source.hub import Hub
@@ -49,6 +50,11 @@ class Server:
         self._listener: asyncio.Server | None = None
         self._ops: OpsServer | None = None
         self._sink_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        # Kafka's state as last logged (a reason code, None: fine), and an event set at
+        # each change (tests wait on it).
+        self.kafka_seen: str | None = None
+        self.kafka_changed = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -63,6 +69,7 @@ class Server:
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        preflight(cfg)
         if self._sink is None:
             from sidecar.sink.kafka import KafkaSink  # keeps aiokafka out of unit tests
 
@@ -87,13 +94,30 @@ class Server:
         m.backpressure = lambda: float(sink.paused)
         m.connections = lambda: len(self.hub.connections)
         m.max_pending_bytes = sink.max_pending_bytes
-        self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
-        self._listener = await open_unix_listener(
-            cfg.socket, cfg.socket_mode, lambda: Connection(self.hub), backlog=cfg.listen_backlog
-        )
+        # The port first: if it is taken, nothing else has started, and no socket file
+        # is left behind.
         if cfg.http_port:
             self._ops = OpsServer(self.metrics, self.readiness)
-            self.http_port = await self._ops.start(cfg.http_host, cfg.http_port)
+            try:
+                self.http_port = await self._ops.start(cfg.http_host, cfg.http_port)
+            except OSError as exc:
+                raise StartupError(
+                    f"--http-port {cfg.http_port}: cannot listen on {cfg.http_host}:"
+                    f"{cfg.http_port}: {exc.strerror or exc}"
+                ) from None
+        try:
+            self._listener = await open_unix_listener(
+                cfg.socket,
+                cfg.socket_mode,
+                lambda: Connection(self.hub),
+                backlog=cfg.listen_backlog,
+            )
+        except BaseException:
+            if self._ops is not None:
+                await self._ops.aclose()
+            raise
+        self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
+        self._watch_task = asyncio.create_task(self._watch_kafka(), name="sidecar-kafka-watch")
         log.info(
             "listening on %s (mode %o), producing to %s at %s%s",
             cfg.socket,
@@ -144,11 +168,47 @@ class Server:
         return code
 
     async def _cancel_sink(self) -> None:
-        task = self._sink_task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._watch_task, self._sink_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def kafka_state(self) -> str | None:
+        """None while Kafka takes records; else the reason code (PROTOCOL §8)."""
+        sink = self.sink
+        if sink.problem is not None and (not sink.kafka_up or not sink.problem.heals):
+            return sink.problem.reason.value
+        if not sink.kafka_reachable:
+            return "not_acknowledging" if sink.kafka_up else "connecting"
+        return None
+
+    async def _watch_kafka(self, period: float = 1.0) -> None:
+        """One log line at each change of Kafka's state, with the reason and how many
+        records wait. Once a second: aiokafka retries an outage silently, so the state
+        is read, not signalled."""
+        while True:
+            await asyncio.sleep(period)
+            now, was = self.kafka_state(), self.kafka_seen
+            if now == was or now == "connecting":
+                continue
+            sink = self.sink
+            waiting = f"{sink.pending_records} records ({sink.pending_bytes} bytes) waiting"
+            if now is None:
+                log.info("Kafka is taking records again (was %s); %s", was, waiting)
+            else:
+                detail = sink.problem.detail if sink.problem is not None else ""
+                heals = sink.problem is None or sink.problem.heals
+                log.log(
+                    logging.WARNING if heals else logging.ERROR,
+                    "Kafka unavailable: %s%s; %s%s",
+                    now,
+                    f" ({detail})" if detail else "",
+                    waiting,
+                    "" if heals else "; not ready until the configuration is fixed",
+                )
+            self.kafka_seen = now
+            self.kafka_changed.set()
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -166,14 +226,24 @@ class Server:
         accepting = self._listener is not None and self._listener.is_serving()
         draining = self.hub.draining if self.started.is_set() else False
         kafka_up = self.sink.kafka_reachable
-        ready = accepting and not draining and (kafka_up or not self.config.require_kafka)
+        problem = self.sink.problem
+        # A problem waiting cannot heal (TLS, authentication, a missing topic) fails
+        # readiness; an outage only with --require-kafka (PROTOCOL §8).
+        misconfigured = problem is not None and not problem.heals
+        ready = (
+            accepting
+            and not draining
+            and not misconfigured
+            and (kafka_up or not self.config.require_kafka)
+        )
         body: dict[str, object] = {
             "ready": ready,
             "accepting": accepting,
             "draining": draining,
             "kafka": {
                 "reachable": kafka_up,
-                "last_error": self.sink.last_error,
+                "last_error": self.kafka_state() or self.sink.last_error,
+                "configuration_error": misconfigured,
                 "required": self.config.require_kafka,
             },
             "pending_bytes": self.sink.pending_bytes,

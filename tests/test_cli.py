@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from sidecar import __version__
 from sidecar.cli import app
+from tests.conftest import NewTopic
 
 runner = CliRunner()
 
@@ -118,9 +119,38 @@ def test_check_fails_clearly_without_kafka(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-def test_check_reaches_kafka(tmp_path: Path, kafka_bootstrap: str) -> None:
+async def test_check_reaches_kafka(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
+    topic = await new_topic(2)  # check never creates the topic it checks
     result = sidecar(
-        "check", "--bootstrap-servers", kafka_bootstrap, "--socket", str(tmp_path / "s")
+        "check",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--socket",
+        str(tmp_path / "s"),
     )
     assert result.returncode == 0, result.stderr
     assert "reachable" in result.stdout
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("command", ["check", "tail"])
+def test_a_missing_topic_is_one_line_and_is_not_created(
+    command: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    # The test bed's broker auto-creates topics: a metadata request that allowed it
+    # would create this one.
+    topic = f"missing-{command}-{os.getpid()}"
+    args = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic]
+    if command == "check":
+        args += ["--socket", str(tmp_path / "s")]
+    result = sidecar(command, *args)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "topic_missing" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    again = sidecar("check", *args[:4], "--socket", str(tmp_path / "s"))
+    assert "topic_missing" in again.stderr  # still missing: nothing created it

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from sidecar.sink.memory import MemorySink
+from sidecar.sink.problems import KafkaProblem, Reason
 from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
 
 
@@ -82,7 +83,7 @@ async def test_kafka_outage_fails_readiness_only_when_required(
 ) -> None:
     sink = MemorySink()
     sink.kafka_up = False
-    sink.last_error = "cannot reach Kafka"
+    sink.problem = KafkaProblem(Reason.UNREACHABLE, "localhost:9092: Connection refused")
     config = make_config(
         tmp_path, http_host="127.0.0.1", http_port=free_port(), require_kafka=require
     )
@@ -92,6 +93,7 @@ async def test_kafka_outage_fails_readiness_only_when_required(
         assert status == (503 if require else 200)
         assert orjson.loads(body)["kafka"] == {
             "reachable": False,
-            "last_error": "cannot reach Kafka",
+            "last_error": "unreachable",  # a reason code, not the raw text (PROTOCOL §8)
+            "configuration_error": False,
             "required": require,
         }

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import typing
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from packaging.utils import canonicalize_name
 from typer.testing import CliRunner
 
 from sidecar.cli import app
+from sidecar.model import TerminalReason
+from sidecar_client.protocol.replies import ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
 # The image's platform, for dependency markers.
@@ -105,3 +108,13 @@ def test_contract_ships_in_the_repo_and_is_linked() -> None:
     result = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "docs/protocol.md" in result.output
+
+
+def test_contract_names_every_error_code_and_terminal_reason() -> None:
+    """docs/protocol.md keeps up with the code: a new error code or terminal reason in
+    the code fails here until the contract documents it."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    for code in ErrorCode:
+        assert f"| `{code.value}` |" in doc, f"error code {code.value} not in the table of §3"
+    for reason in typing.get_args(TerminalReason):
+        assert f"`{reason}`" in doc, f"terminal_reason {reason} not in §5"

@@ -190,27 +190,34 @@ class Reassembler:
     def feed(
         self,
         value: Mapping[str, Any] | bytes | None,
-        headers: Headers,
+        headers: Headers | None,
         *,
         key: bytes | str | None = None,
         partition: int | None = None,
         offset: int | None = None,
     ) -> Stream | None:
-        """One record (its value decoded or not); returns the stream its terminal ends."""
+        """One record (its value decoded or not); returns the stream its terminal ends.
+
+        `headers` None: a bare event (what `SidecarStreamRepository.subscribe` yields),
+        whose `seq` cannot be checked; everything else is."""
         where = (partition, offset)
         if isinstance(value, bytes):
             try:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError:
                 value = None
-        task_id, message_id = _text(key), _text(headers.get("message_id"))
+        task_id = _text(key)
+        message_id = None if headers is None else _text(headers.get("message_id"))
         ptm = value.get("parent_task_message") if isinstance(value, Mapping) else None
         if not isinstance(value, Mapping) or not isinstance(ptm, Mapping):
             self._report("bad_record", task_id, message_id, "value is not a stream update", where)
             return None
         stream_key = (str(ptm.get("task_id")), str(ptm.get("id")))
-        kind = _text(headers.get("type")) or str(value.get("type"))
-        self._check_headers(stream_key, kind, value, headers, task_id, message_id, where)
+        if headers is None:
+            kind = str(value.get("type"))
+        else:
+            kind = _text(headers.get("type")) or str(value.get("type"))
+            self._check_headers(stream_key, kind, value, headers, task_id, message_id, where)
         if stream_key in self._ended:
             what = "duplicate_terminal" if kind in TERMINAL_KINDS else "record_after_terminal"
             self._report(what, *stream_key, f"{kind} after the stream's terminal", where)
@@ -232,7 +239,8 @@ class Reassembler:
                 self._accumulate(stream, delta, where)
         elif kind in TERMINAL_KINDS:
             stream.terminal = kind
-            stream.terminal_reason = _text(headers.get("terminal_reason"))
+            if headers is not None:
+                stream.terminal_reason = _text(headers.get("terminal_reason"))
             if kind == "full" or (self.keep_text and stream.content_error is None):
                 try:
                     stream.content = stream.final_content(value)
@@ -272,7 +280,11 @@ class Reassembler:
         stream.content_error = str(exc)
 
     def _check_order(
-        self, stream: Stream, kind: str, headers: Headers, where: tuple[int | None, int | None]
+        self,
+        stream: Stream,
+        kind: str,
+        headers: Headers | None,
+        where: tuple[int | None, int | None],
     ) -> None:
         task_id, message_id = stream.key
         if where[0] is not None:
@@ -283,6 +295,8 @@ class Reassembler:
                 )
         if kind == "start" and stream.records > 0:
             self._report("start_not_first", *stream.key, f"start after {stream.records}", where)
+        if headers is None:
+            return
         raw = _text(headers.get("seq"))
         try:
             seq = int(raw) if raw is not None else None
@@ -367,14 +381,22 @@ def _headers(record: Any) -> Headers:
     return dict(headers) if not isinstance(headers, Mapping) else headers
 
 
-def reassemble(records: Iterable[RecordLike], *, from_start: bool = True) -> Iterator[Stream]:
+def reassemble(
+    records: Iterable[RecordLike | Mapping[str, Any]], *, from_start: bool = True
+) -> Iterator[Stream]:
     """Each stream of `records` (in partition order) as its terminal arrives, with its
     `content` as agentex's DeltaAccumulator would build it. Strict: the first gap,
-    duplicate or content conflict raises its typed error (`ReassemblyError`)."""
+    duplicate or content conflict raises its typed error (`ReassemblyError`).
+
+    A record is a consumed Kafka record (its headers are checked), or a bare event dict
+    (as `SidecarStreamRepository.subscribe` yields; order only)."""
     asm = Reassembler(from_start=from_start, strict=True)
     for rec in records:
-        done = asm.feed(
-            rec.value, _headers(rec), key=rec.key, partition=rec.partition, offset=rec.offset
-        )
+        if isinstance(rec, Mapping):
+            done = asm.feed(rec, None)
+        else:
+            done = asm.feed(
+                rec.value, _headers(rec), key=rec.key, partition=rec.partition, offset=rec.offset
+            )
         if done is not None:
             yield done

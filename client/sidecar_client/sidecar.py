@@ -258,6 +258,15 @@ class SidecarClient:
     # -- the writer task -----------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_forever()
+        except Exception as exc:
+            # A bug, not an outage: say so, and fail what waits rather than hang senders.
+            log.exception("sidecar client writer failed")
+            self._writer = None  # the next frame starts a new writer
+            self._fail_queue(SidecarUnavailable(f"the client's writer failed: {exc!r}"))
+
+    async def _write_forever(self) -> None:
         while True:
             if not self._queue:
                 if self._closing:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from sidecar.metrics import Metrics
 from sidecar.model import AckToken, Record
+from sidecar.sink.problems import KafkaProblem
 from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.sink")
@@ -71,8 +72,13 @@ class SinkBase:
         self._pending: dict[int, Record] = {}
         # What /readyz reports; the Kafka sink keeps them current.
         self.kafka_up = True
-        self.last_error: str | None = None
+        self.problem: KafkaProblem | None = None
         self.stall_after = 5.0  # seconds without an ack, with records waiting: unreachable
+
+    @property
+    def last_error(self) -> str | None:
+        """The reason code of the last problem with Kafka (None while all is well)."""
+        return None if self.problem is None else self.problem.reason.value
 
     @property
     def pending_records(self) -> int:

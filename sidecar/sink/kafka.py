@@ -39,22 +39,35 @@ from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    IllegalSaslStateError,
+    InvalidTopicError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotEnoughReplicasError,
     OutOfOrderSequenceNumber,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    UnsupportedSaslMechanismError,
 )
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import TopicPartition
 
-from sidecar.config import Config
+from sidecar.config import Config, KafkaSettings
 from sidecar.metrics import Metrics
 from sidecar.model import Record
+from sidecar.security import SecurityFileError, TokenFile, client_security
 from sidecar.sink.base import SinkBase
+from sidecar.sink.problems import KafkaProblem, KafkaUnusable, Reason, classify_os_error
 
 log = logging.getLogger("sidecar.sink.kafka")
 
@@ -74,8 +87,129 @@ _PARTITION_ENTRY_OVERHEAD = 200  # dict slot, the tuple, the key's bytes object
 _RECORD_OVERHEAD = 61 + 21 + 64
 
 
+class _TokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """OAUTHBEARER: the token file's current content at each authentication."""
+
+    def __init__(self, file: TokenFile) -> None:
+        self._file = file
+
+    async def token(self) -> str:
+        return self._file.read()
+
+
+def security_kwargs(settings: KafkaSettings) -> dict[str, Any]:
+    """The aiokafka client arguments for reaching the brokers (TLS, SASL), built by
+    sidecar.security; raises StartupError if a file named by the settings is unusable."""
+    sec = client_security(settings)
+    kwargs: dict[str, Any] = {"security_protocol": sec.security_protocol}
+    if sec.ssl_context is not None:
+        kwargs["ssl_context"] = sec.ssl_context
+    if sec.sasl_mechanism is not None:
+        kwargs["sasl_mechanism"] = sec.sasl_mechanism
+    if sec.token_file is not None:
+        kwargs["sasl_oauth_token_provider"] = _TokenProvider(sec.token_file)
+    elif sec.sasl_mechanism is not None:
+        kwargs["sasl_plain_username"] = sec.sasl_username
+        kwargs["sasl_plain_password"] = sec.sasl_password
+    return kwargs
+
+
+def classify(exc: BaseException, where: str) -> KafkaProblem:
+    """What a failure to use Kafka means, as a reason code and one line."""
+    if isinstance(exc, KafkaUnusable):
+        return exc.problem
+    if isinstance(exc, SecurityFileError):
+        return KafkaProblem(Reason.SECURITY_FILE, str(exc))
+    if isinstance(
+        exc, SaslAuthenticationFailed | AuthenticationFailedError | IllegalSaslStateError
+    ):
+        return KafkaProblem(
+            Reason.AUTHENTICATION_FAILED,
+            f"{where}: SASL authentication failed: {_kafka_message(exc)} "
+            "(see --sasl-mechanism, --sasl-username and the password)",
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError | AuthenticationMethodNotSupported):
+        return KafkaProblem(
+            Reason.AUTHENTICATION_FAILED,
+            f"{where}: the broker does not offer this --sasl-mechanism: {_kafka_message(exc)}",
+        )
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return KafkaProblem(Reason.AUTHORIZATION_FAILED, f"{where}: not allowed to use the topic")
+    if isinstance(exc, UnknownTopicOrPartitionError):
+        return KafkaProblem(Reason.TOPIC_MISSING, f"{where}: the topic does not exist")
+    if isinstance(exc, InvalidTopicError):
+        return KafkaProblem(Reason.TOPIC_INVALID, f"{where}: the broker refuses the topic name")
+    if isinstance(exc, KafkaConnectionError):
+        # aiokafka reports a connection closed during the TLS or SASL handshake this way.
+        return KafkaProblem(Reason.UNREACHABLE, f"{where}: {_kafka_message(exc)}")
+    if isinstance(exc, KafkaError):
+        return KafkaProblem(Reason.KAFKA_ERROR, f"{where}: {_kafka_message(exc)}")
+    return classify_os_error(exc, where)
+
+
+def _kafka_message(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+# Metadata error codes for a topic (Kafka's protocol): what they mean here.
+_TOPIC_ERRORS = {
+    3: Reason.TOPIC_MISSING,
+    17: Reason.TOPIC_INVALID,
+    29: Reason.AUTHORIZATION_FAILED,
+}
+
+
+async def inspect_topic(settings: KafkaSettings, timeout: float = 10.0) -> int:
+    """Reach the brokers as configured and look the topic up WITHOUT creating it (a
+    Metadata request with auto-creation off); returns its partition count or raises
+    KafkaUnusable with the first problem that explains why not."""
+    kwargs = security_kwargs(settings)
+    problem: KafkaProblem | None = None
+    for address in settings.bootstrap_servers.split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that meets the connection's completion.
+            async with asyncio.timeout(timeout):
+                conn = await create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    client_id=settings.client_id,
+                    request_timeout_ms=int(timeout * 1000),
+                    **kwargs,
+                )
+        except (OSError, KafkaError, TimeoutError, ValueError) as exc:
+            problem = classify(exc, address)
+            if not problem.heals:
+                break  # the same configuration fails on every broker
+            continue
+        try:
+            request = MetadataRequest([settings.topic], allow_auto_topic_creation=False)
+            async with asyncio.timeout(timeout):
+                response = await conn.send(request)
+        except (OSError, KafkaError, TimeoutError) as exc:
+            problem = classify(exc, address)
+            continue
+        finally:
+            conn.close()
+        for entry in response.topics:
+            code, partitions = entry[0], entry[-1]
+            if code == 0 and partitions:
+                return len(partitions)
+            reason = _TOPIC_ERRORS.get(code, Reason.KAFKA_ERROR)
+            detail = {
+                Reason.TOPIC_MISSING: "does not exist (and nothing here creates it)",
+                Reason.TOPIC_INVALID: "is not a valid topic name",
+                Reason.AUTHORIZATION_FAILED: "may not be used by this client (ACLs)",
+            }.get(reason, f"is not usable now (Kafka error code {code})")
+            raise KafkaUnusable(KafkaProblem(reason, f"topic {settings.topic!r} {detail}"))
+    assert problem is not None
+    raise KafkaUnusable(problem)
+
+
 def producer_kwargs(config: Config) -> dict[str, Any]:
     return {
+        **security_kwargs(config),
         "bootstrap_servers": config.bootstrap_servers,
         "client_id": config.client_id,
         "enable_idempotence": True,
@@ -243,7 +377,7 @@ class KafkaSink(SinkBase):
                         await self._start_producer()
                         backoff = 0.1
                     except (KafkaError, OSError) as exc:
-                        self._set_down(f"cannot reach Kafka: {exc!r}")
+                        self._set_down(await self.diagnose(exc))
                         self._expire_waiting()
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 5.0)
@@ -280,7 +414,9 @@ class KafkaSink(SinkBase):
                 # No metadata within the request timeout: Kafka is away. Keep the batch.
                 lane.inflight = None
                 lane.requeue(records)
-                self._set_down("no metadata for the topic while Kafka is unavailable")
+                self._set_down(
+                    KafkaProblem(Reason.UNREACHABLE, "no metadata for the topic within the timeout")
+                )
                 self._expire_waiting()
                 return False
             lane.future = fut
@@ -326,7 +462,7 @@ class KafkaSink(SinkBase):
             else:
                 keep.append(record)
         if keep:
-            self._set_down(f"delivery failed, will resend: {exc!r}")
+            self._set_down(classify(exc, "delivery, will resend"))
             lane.requeue(keep)
             self._recovering = True
             self._wakeup.set()
@@ -379,7 +515,7 @@ class KafkaSink(SinkBase):
             self._route_anew(len(partitions))
         self._producer = producer
         self.kafka_up = True
-        self.last_error = None
+        self.problem = None
         log.info("producing to %s (%d partitions)", self.topic, len(self._lanes))
 
     def _route_anew(self, partitions: int) -> None:
@@ -408,11 +544,26 @@ class KafkaSink(SinkBase):
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _set_down(self, why: str) -> None:
-        if self.kafka_up or self.last_error is None:
-            log.warning("%s", why)
+    def _set_down(self, problem: KafkaProblem) -> None:
+        # Logged by the server's watch on reachability, once per change.
         self.kafka_up = False
-        self.last_error = why
+        self.problem = problem
+
+    async def diagnose(self, exc: BaseException) -> KafkaProblem:
+        """Why the producer could not start: aiokafka's bootstrap says only "Unable to
+        bootstrap" and a missing topic only times out, so one connection of our own, as
+        configured, finds the reason."""
+        timeout = min(self.config.request_timeout_ms / 1000, 10.0)
+        try:
+            await inspect_topic(self.config, timeout)
+            found: BaseException = exc
+        except (KafkaUnusable, OSError) as problem:
+            found = problem
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # A cancellation aiokafka swallowed on the way (the sink is being stopped).
+            raise asyncio.CancelledError
+        return classify(found, self.config.bootstrap_servers)
 
     def _expire_waiting(self) -> None:
         """Fail waiting records past the delivery timeout (each lane's oldest first, so
@@ -435,20 +586,6 @@ class KafkaSink(SinkBase):
 def partition_for(task_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for a task key."""
     return int(murmur2(task_id.encode()) & 0x7FFFFFFF) % partitions
-
-
-async def probe(config: Config) -> int:
-    """Reach Kafka and the topic; returns its partition count or raises KafkaError/OSError."""
-    producer = AIOKafkaProducer(**producer_kwargs(config))
-    try:
-        await producer.start()
-        partitions = await producer.partitions_for(config.topic)
-    finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()
-    if not partitions:
-        raise KafkaError(f"topic {config.topic!r} has no partitions")
-    return len(partitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,11 +643,17 @@ class TopicReader:
 
 @contextlib.asynccontextmanager
 async def open_consumer(
-    bootstrap_servers: str, topic: str, *, from_beginning: bool = True
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    settings: KafkaSettings | None = None,
 ) -> AsyncIterator[TopicReader]:
-    """Consume a topic without a group (for `sidecar tail`, the benchmark and tests)."""
+    """Consume a topic without a group (for `sidecar tail`, the benchmark and tests);
+    `settings` give the security options (default: PLAINTEXT)."""
     consumer = AIOKafkaConsumer(
         topic,
+        **(security_kwargs(settings) if settings is not None else {}),
         bootstrap_servers=bootstrap_servers,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -531,12 +674,14 @@ async def create_topic(
     partitions: int = 3,
     replication_factor: int = 1,
     config: dict[str, str] | None = None,
+    settings: KafkaSettings | None = None,
 ) -> None:
     """Create a topic (for the demo, the benchmark and tests); an existing one is kept."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    security = security_kwargs(settings) if settings is not None else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security)
     await admin.start()
     try:
         new = NewTopic(topic, partitions, replication_factor, topic_configs=config or {})

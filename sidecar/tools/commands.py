@@ -39,7 +39,13 @@ class InputError(Exception):
     """The lines to send could not be read."""
 
 
-AcksOpt = Annotated[AckMode, _opt("Acks to ask for in a hello: none, terminal or all.")]
+AcksOpt = Annotated[
+    AckMode,
+    _opt(
+        "Acks to ask for in a hello: none (errors only), terminal (one per terminal, once "
+        "Kafka has it) or all (one per accepted line)."
+    ),
+]
 EXIT_INTERRUPTED = 130
 CHUNK = 1 << 16
 
@@ -68,12 +74,18 @@ def send(
         typer.Argument(help="NDJSON file to send; standard input when absent or '-'."),
     ] = None,
     acks: AcksOpt = "none",
-    client: Annotated[str | None, _opt("Client name for the hello (sends one).")] = None,
+    client: Annotated[
+        str | None, _opt("Client name to send in a hello; without it and --acks, no hello is sent.")
+    ] = None,
     wait: Annotated[
-        float, _opt("After the input ends, wait this long for outstanding replies, seconds.")
+        float, _opt("How long to wait for outstanding replies after the input ends, in seconds.")
     ] = 10.0,
 ) -> None:
-    """Send NDJSON lines to the sidecar's socket and print every reply (exit 1 on errors)."""
+    """Send NDJSON lines to the sidecar's socket and print the replies.
+
+    Sends FILE's lines (standard input when FILE is absent or -) in order and prints
+    every reply as a JSON line. Exits 1 on an error reply or a missing ack.
+    """
     socket = settings.socket
     if file is None or str(file) == "-":
         code = _run(run_send(sys.stdin.buffer, socket, acks=acks, client=client, wait=wait))
@@ -238,18 +250,36 @@ def tail(
         bool, _opt("Start at the oldest record, or at the end.", "--from-beginning/--latest")
     ] = True,
     follow: Annotated[
-        bool, _opt("Keep waiting for new records until Ctrl-C; else stop at the end.")
+        bool, _opt("Keep waiting for new records until Ctrl-C; without it, stop at the end.")
     ] = False,
-    max_records: Annotated[int, _opt("Stop after this many records; 0: no limit.")] = 0,
-    timeout: Annotated[float, _opt("Stop after this many seconds; 0: no limit.")] = 0.0,
+    max_records: Annotated[int, _opt("Stop after this many records; 0 means no limit.")] = 0,
+    timeout: Annotated[float, _opt("Stop after this many seconds; 0 means no limit.")] = 0.0,
 ) -> None:
-    """Consume the topic and print its records, one JSON line each; order violations go
-    to stderr (exit 1)."""
-    from sidecar.sink.kafka import open_consumer
+    """Print the topic's records, one JSON line each.
+
+    With --reassemble, prints each stream's assembled content instead. Records that
+    break the order of the contract are reported on standard error, and the exit
+    code is then 1.
+    """
+    from sidecar.logs import setup_logging
+    from sidecar.sink.kafka import inspect_topic, open_consumer
+
+    setup_logging(settings.log_level, settings.log_format)
+    from sidecar.sink.problems import KafkaUnusable
 
     async def main() -> int:
+        # Looked up first without creating it: a consumer's own metadata requests
+        # would create a missing topic on a broker that auto-creates.
+        try:
+            await inspect_topic(settings, 10.0)
+        except KafkaUnusable as exc:
+            typer.echo(f"error: {settings.topic}: {exc.problem}", err=True)
+            return 1
         async with open_consumer(
-            settings.bootstrap_servers, settings.topic, from_beginning=from_beginning
+            settings.bootstrap_servers,
+            settings.topic,
+            from_beginning=from_beginning,
+            settings=settings,
         ) as r:
             return await run_tail(
                 r,
@@ -352,22 +382,34 @@ def _print_record(rec: ConsumedRecord, asm: Reassembler, reassemble: bool, out: 
 @with_settings(SocketPathSettings)
 def bench(
     settings: SocketPathSettings,
-    streams: Annotated[int, _opt("Concurrent streams.", min=1)] = 100,
-    deltas: Annotated[int, _opt("Text deltas per stream.", min=0)] = 200,
-    delta_chars: Annotated[int, _opt("Characters per delta.", min=0)] = 8,
-    connections: Annotated[int, _opt("Socket connections the streams share.", min=1)] = 4,
-    rate: Annotated[float, _opt("Deltas/s per stream; 0: as fast as possible.", min=0)] = 0.0,
-    acks: Annotated[AckMode, _opt("Acks to ask for: none, terminal or all.")] = "terminal",
+    streams: Annotated[int, _opt("Number of streams written at once.", min=1)] = 100,
+    deltas: Annotated[int, _opt("Text deltas written per stream.", min=0)] = 200,
+    delta_chars: Annotated[int, _opt("Characters of text in each delta.", min=0)] = 8,
+    connections: Annotated[int, _opt("Socket connections the streams are spread over.", min=1)] = 4,
+    rate: Annotated[
+        float, _opt("Deltas per second per stream; 0 writes as fast as possible.", min=0)
+    ] = 0.0,
+    acks: Annotated[
+        AckMode, _opt("Acks to ask for: none, terminal (one per stream) or all (one per line).")
+    ] = "terminal",
     ack_timeout: Annotated[
-        float, _opt("After the last line, wait this long for acks, seconds.")
+        float, _opt("How long to wait for acks after the last line, in seconds.")
     ] = 60.0,
     as_json: Annotated[bool, _opt("Print the result as one JSON object.", "--json")] = False,
     use_uvloop: Annotated[
-        bool, _opt("Run the load generator on uvloop when installed.", "--uvloop/--no-uvloop")
+        bool,
+        _opt(
+            "Run the load generator on uvloop when it is installed; --no-uvloop uses "
+            "asyncio's own loop.",
+            "--uvloop/--no-uvloop",
+        ),
     ] = True,
 ) -> None:
-    """Drive a running sidecar with synthetic streams; report throughput and terminal ack
-    latency (exit 1 on errors or missing acks)."""
+    """Load a running sidecar with synthetic streams and report.
+
+    Reports throughput and the latency of terminal acks. Exits 1 on an error reply or
+    a missing ack.
+    """
     from sidecar.tools.loadgen import LoadSpec, run_load
 
     socket = settings.socket

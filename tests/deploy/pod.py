@@ -11,7 +11,7 @@ MiB = 1024 * 1024
 AGENT_DRAIN_S = 15  # the agent's drain budget the manifest and chart defaults assume
 SHUTDOWN_SLACK_S = 4  # the kubelet noticing the agent's exit and signalling the sidecar
 PROCESS_BYTES = 64 * MiB  # the sidecar's own footprint, rounded up (measured ~48 MiB)
-PENDING_FACTOR = 10  # RSS per pending byte, outage and recovery burst (measured ~7.9)
+PENDING_FACTOR = 2  # RSS per pending byte, outage and catch-up (measured 1.2-1.8)
 UNITS = {"Ki": 1024, "Mi": MiB, "Gi": 1024 * MiB}
 
 

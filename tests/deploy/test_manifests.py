@@ -6,6 +6,7 @@ shutdown budget, memory). Each validator is also shown failing on a broken pod."
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
+from pydantic import ValidationError
 
 from tests.deploy import pod
 from tests.deploy.render import (
@@ -223,7 +225,7 @@ def _loopback(spec: dict[str, Any]) -> None:
 
 
 def _small_memory(spec: dict[str, Any]) -> None:
-    spec["initContainers"][1]["resources"]["limits"]["memory"] = "256Mi"
+    spec["initContainers"][1]["resources"]["limits"]["memory"] = "96Mi"
 
 
 def _other_uid(spec: dict[str, Any]) -> None:
@@ -264,3 +266,43 @@ def test_helm_prometheus_rule_is_the_rules_file(tmp_path: Path) -> None:
     out = helm(*args, "--set", "metrics.prometheusRule.enabled=true")
     assert out.returncode == 0, out.stderr
     assert rule_groups(out.stdout) == expected
+
+
+def run_configuration(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build `sidecar run`'s settings from a container's SIDECAR_* environment (a value
+    from a Secret stands in as a string): AssertionError for a name that is no setting (a
+    misspelt one would be ignored without a word), ValidationError for a combination the
+    settings model refuses (what `sidecar run` exits 2 for)."""
+    from sidecar.config import Config, env_of
+
+    known = {env_of(field) for field in Config.model_fields}
+    env = {e["name"]: e.get("value", "from-a-secret") for e in container.get("env", [])}
+    assert {n for n in env if n.startswith("SIDECAR_")} - known == set()
+    for name in [n for n in os.environ if n.startswith("SIDECAR_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    Config()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sidecar_env_is_a_run_configuration(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for deployment in deployments(rendered(case).text):
+        run_configuration(pod.pod_spec(deployment)["initContainers"][1], monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("SIDECAR_SHUTDOWN_TIMEOUTS", "25", AssertionError),  # misspelt
+        ("SIDECAR_SECURITY_PROTOCOL", "SASL_SSL", ValidationError),  # no mechanism
+    ],
+)
+def test_run_configuration_refuses_a_broken_env(
+    name: str, value: str, error: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (doc,) = docs(MANIFEST.read_text())
+    sidecar = pod.pod_spec(doc)["initContainers"][1]
+    sidecar["env"].append({"name": name, "value": value})
+    with pytest.raises(error):
+        run_configuration(sidecar, monkeypatch)

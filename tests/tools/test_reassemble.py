@@ -6,10 +6,21 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar_client.reassemble import Reassembler, Stream, Violation, channel_label
+from sidecar_client.reassemble import (
+    ContentConflict,
+    Reassembler,
+    ReassemblyError,
+    SeqDuplicate,
+    SeqGap,
+    Stream,
+    Violation,
+    channel_label,
+    reassemble,
+)
 from tests.helpers import done, full, parent, start, text_delta
 
 
@@ -226,3 +237,53 @@ def test_any_interleaving_of_ordered_streams_passes(texts: list[list[str]], seed
     out = {s.message_id: s.channels.get("text", "") for s in feed_all(r, merged)}
     assert r.violations == []
     assert out == {f"m{i}": "".join(p) for i, p in enumerate(texts)}
+
+
+def on(instance: str, h: dict[str, bytes]) -> dict[str, bytes]:
+    return {**h, "sidecar_instance": instance.encode()}
+
+
+def test_a_stream_resumed_under_a_new_sidecar_instance_is_no_gap() -> None:
+    # seq counts per (stream, sidecar instance): a restarted sidecar reopens the stream
+    # implicitly and counts from 0 again (PROTOCOL §5).
+    r = Reassembler()
+    (s,) = feed_all(
+        r,
+        [
+            (start("t", "m"), on("A", hdr("start", 0))),
+            (text_delta("t", "m", "be"), on("A", hdr("delta", 1))),
+            (text_delta("t", "m", "fore "), on("A", hdr("delta", 2))),
+            (text_delta("t", "m", "after"), on("B", hdr("delta", 0))),
+            (done("t", "m"), on("B", hdr("done", 1, "client"))),
+        ],
+    )
+    assert r.violations == []
+    assert (s.resumed, s.instance, s.channels) == (1, "B", {"text": "before after"})
+    assert s.content["content"] == "before after"
+    assert s.to_json()["resumed"] == 1
+
+
+def test_strict_mode_raises_typed_errors() -> None:
+    class Rec:
+        def __init__(self, instance: str, seq: int, offset: int) -> None:
+            self.key, self.partition, self.offset = b"t", 0, offset
+            self.value = orjson.dumps(text_delta("t", "m", "x"))
+            self.headers = on(instance, hdr("delta", seq))
+
+    def run(*seqs: tuple[str, int]) -> None:
+        list(reassemble([Rec(i, n, offset) for offset, (i, n) in enumerate(seqs)]))
+
+    run(("A", 0), ("A", 1), ("B", 0), ("B", 1))  # a restart: fine
+    with pytest.raises(SeqGap, match="seq 2 where 1 was due") as gap:
+        run(("A", 0), ("A", 2))
+    assert gap.value.violation.offset == 1
+    with pytest.raises(SeqDuplicate, match="seq 1 where 2 was due") as dup:
+        run(("A", 0), ("A", 1), ("A", 1))
+    assert dup.value.violation.kind == "seq_duplicate"
+    with pytest.raises(SeqGap):  # a stream's first record must be seq 0, from the start
+        run(("B", 1))
+    assert isinstance(gap.value, ReassemblyError) and isinstance(dup.value, ReassemblyError)
+    # Bare events (what subscribe yields): order only, no seq; content is still checked.
+    mixed = [text_delta("t", "m", "a"), delta("t", "m", {"type": "data", "data_delta": "{}"})]
+    with pytest.raises(ContentConflict, match="Delta type mismatch: text != data"):
+        list(reassemble([*mixed, done("t", "m")]))
