@@ -78,7 +78,7 @@ def run(settings: Config) -> None:
     from sidecar.server import Server
 
     async def serve() -> int:
-        return await Server(settings).serve()
+        return await Server(settings, hard_deadline=True).serve()
 
     try:
         code = runtime.run(serve(), use_uvloop=settings.uvloop)

@@ -15,12 +15,13 @@ description (what it does, the default's meaning, the unit, what each choice mea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 OnDisconnect = Literal["end", "keep"]
@@ -44,17 +45,24 @@ def setting(
     cli: bool = True,
     show: str | None = None,
     octal: bool = False,
+    comma_list: bool = False,
     **constraints: Any,
 ) -> Any:
     """A field of the settings model. `help` is the option's help text; `flag` overrides
     the derived declaration (`--uvloop/--no-uvloop`); `cli=False` keeps the field out of
     the command line (secrets: environment only); `show` is the default as --help prints
-    it; `octal` takes and shows the value as an octal string (file modes)."""
-    extra: dict[str, Any] = {"cli": cli, "octal": octal}
+    it; `octal` takes and shows the value as an octal string (file modes); `comma_list`
+    takes a tuple as one comma-separated string (flag and environment alike). A callable
+    default is called when the settings are read."""
+    extra: dict[str, Any] = {"cli": cli, "octal": octal, "comma_list": comma_list}
     if flag is not None:
         extra["flag"] = flag
     if show is not None:
         extra["show"] = show
+    if callable(default):  # computed when the settings are read (from the environment)
+        return Field(
+            default_factory=default, description=help, json_schema_extra=extra, **constraints
+        )
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
@@ -79,13 +87,37 @@ class _Settings(BaseSettings):
     )
 
 
+# The default socket folder when XDG_RUNTIME_DIR is not set; run creates it if missing.
+RUN_FOLDER = Path("/run/sidecar")
+
+
+def default_socket_path() -> Path:
+    """`$XDG_RUNTIME_DIR/sidecar.sock`, else `/run/sidecar/sidecar.sock`: never a
+    world-writable folder such as /tmp, where another user could bind it first."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime_dir) / "sidecar.sock" if runtime_dir else RUN_FOLDER / "sidecar.sock"
+
+
+def _comma_list(v: Any) -> Any:
+    """`"1000, 1001"` (a flag or SIDECAR_* variable) -> (1000, 1001)."""
+    if isinstance(v, str):
+        try:
+            return tuple(int(x) for x in v.split(",") if x.strip())
+        except ValueError:
+            raise combo_error(f"{v!r} is not a comma-separated list of numbers") from None
+    return v
+
+
 class SocketPathSettings(_Settings):
     panel: ClassVar[str] = "Socket"
 
     socket: Path = setting(
-        Path("/tmp/sidecar.sock"),
+        default_socket_path,
         "Path of the Unix socket agents write to; run creates it, the client commands "
-        "connect to it.",
+        "connect to it. Default: $XDG_RUNTIME_DIR/sidecar.sock, else "
+        "/run/sidecar/sidecar.sock (run creates /run/sidecar if it may). run refuses a "
+        "folder that a user other than itself or root could write into, unless sticky.",
+        show="$XDG_RUNTIME_DIR/sidecar.sock or /run/sidecar/sidecar.sock",
     )
 
 
@@ -110,6 +142,22 @@ class SocketSettings(SocketPathSettings):
         "are dropped and counted.",
         ge=1024,
     )
+    allowed_uids: Annotated[tuple[int, ...], NoDecode] = setting(
+        (),
+        "Peer uids that may connect, comma-separated (read from the connection with "
+        "SO_PEERCRED); with --allowed-gids, a peer listed in either is admitted. Default: "
+        "anyone who can open the socket. A refused peer is closed at once, logged and "
+        "counted.",
+        comma_list=True,
+        show="anyone",
+    )
+    allowed_gids: Annotated[tuple[int, ...], NoDecode] = setting(
+        (),
+        "Peer gids that may connect, comma-separated: the peer's primary group or one of "
+        "its supplementary groups.",
+        comma_list=True,
+        show="anyone",
+    )
     listen_backlog: int = setting(
         1024,
         "Connections the kernel queues on the socket before run accepts them (the listen "
@@ -117,6 +165,8 @@ class SocketSettings(SocketPathSettings):
         ge=1,
         le=65535,
     )
+
+    _ids = field_validator("allowed_uids", "allowed_gids", mode="before")(_comma_list)
 
     @field_validator("socket_mode", mode="before")
     @classmethod
@@ -377,12 +427,16 @@ class OpsSettings(_Settings):
     shutdown_timeout: float = setting(
         25.0,
         "Hard deadline from SIGTERM to exit, in seconds: ending streams and waiting for "
-        "Kafka to acknowledge them.",
+        "Kafka to acknowledge them. Exit is never later than this plus one second, "
+        "whatever Kafka does; records still unacknowledged then are logged and the exit "
+        "code is 1.",
         gt=0,
     )
     http_host: str = setting(
-        "0.0.0.0",
-        "Address the operations endpoint (/metrics, /healthz, /readyz) listens on.",
+        "127.0.0.1",
+        "Address the operations endpoint (/metrics, /healthz, /readyz) listens on. It has "
+        "no authentication: the default keeps it on loopback; set what the probes need "
+        "(0.0.0.0 for the kubelet's probes by pod IP).",
     )
     http_port: int = setting(
         8081,

@@ -78,6 +78,9 @@ class Metrics:
         self.delivery_failures = 0
         self.producer_recoveries = 0
         self.replies_dropped = 0
+        self.connections_refused = 0
+        # Records not acknowledged when the shutdown deadline passed (set once, at exit).
+        self.undelivered_at_shutdown = 0
         # Histograms.
         self.deltas_per_record = Histo(_DELTAS_BUCKETS)
         self.first_delta_latency = Histo(_LATENCY_BUCKETS)
@@ -170,7 +173,8 @@ class _Collector(Collector):
         )
         yield _counter(
             "sidecar_delivery_failures",
-            "Records Kafka finally refused or that timed out (delivery_failed).",
+            "Records Kafka finally refused or that timed out (delivery_failed); each ends "
+            "its stream with a delivery_failed terminal (sidecar_streams_ended).",
             None,
             [("", m.delivery_failures)],
         )
@@ -182,6 +186,18 @@ class _Collector(Collector):
         )
         yield _gauge(
             "sidecar_kafka_up", "1 while the last contact with Kafka succeeded.", m.kafka_up()
+        )
+        yield _counter(
+            "sidecar_connections_refused",
+            "Connections closed at once: peer not in --allowed-uids/--allowed-gids, or its "
+            "credentials unreadable.",
+            None,
+            [("", m.connections_refused)],
+        )
+        yield _gauge(
+            "sidecar_undelivered_at_shutdown",
+            "Records not acknowledged by Kafka when the shutdown deadline passed.",
+            m.undelivered_at_shutdown,
         )
         yield _counter(
             "sidecar_replies_dropped",

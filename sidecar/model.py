@@ -38,7 +38,7 @@ __all__ = [
     "UpdateKind",
 ]
 
-TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown"]
+TerminalReason = Literal["client", "disconnect", "idle_timeout", "shutdown", "delivery_failed"]
 
 
 class ReplyTarget(Protocol):
@@ -70,6 +70,7 @@ class Record:
         "deltas",
         "first_delta_at",
         "kind",
+        "line_seq",
         "message_id",
         "partition",
         "size",
@@ -79,6 +80,8 @@ class Record:
         "task_id",
         "terminal_reason",
         "value",
+        "writer",
+        "writer_uid",
     )
 
     def __init__(
@@ -92,6 +95,9 @@ class Record:
         acks: Sequence[AckToken] = (),
         deltas: int = 0,
         first_delta_at: float | None = None,
+        writer_uid: int = 0,
+        writer: ReplyTarget | None = None,
+        line_seq: int = 0,
     ) -> None:
         self.task_id = task_id
         self.message_id = message_id
@@ -104,6 +110,11 @@ class Record:
         # Loop time the stream's first delta was read, set only on the record carrying it
         # (the first-delta latency metric).
         self.first_delta_at = first_delta_at
+        self.writer_uid = writer_uid  # the peer uid of the connection that wrote it
+        # Who to tell if it finally fails, whatever its acks (PROTOCOL §5): the connection
+        # that owned the stream, and its line number of the stream's latest frame.
+        self.writer = writer
+        self.line_seq = line_seq
         # Set by the sink on submit: bytes counted against --max-pending-bytes, loop time,
         # the partition it goes to, and whether it must travel in a batch of its own.
         self.size = 0
@@ -117,11 +128,14 @@ class Record:
             f"seq={self.stream_seq}, {len(self.value)} bytes)"
         )
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self, instance: bytes = b"") -> list[tuple[str, bytes]]:
+        """The record's Kafka headers; `instance` is the `sidecar_instance` of this run."""
         hs = [
             _KIND_HEADERS[self.kind],
             ("message_id", self.message_id.encode()),
             ("seq", str(self.stream_seq).encode()),
+            ("writer_uid", str(self.writer_uid).encode()),
+            ("sidecar_instance", instance),
         ]
         if self.terminal_reason is not None:
             hs.append(_REASON_HEADERS[self.terminal_reason])

@@ -132,7 +132,7 @@ def _plain(annotation: Any) -> Any:
 
 
 def _cli_type(field: FieldInfo) -> Any:
-    if _extra(field).get("octal"):
+    if _extra(field).get("octal") or _extra(field).get("comma_list"):
         return str | None
     base = _plain(field.annotation)
     if base is SecretStr:
@@ -165,6 +165,8 @@ def _cli_default(field: FieldInfo) -> Any:
     default = field.get_default(call_default_factory=True)
     if _extra(field).get("octal") and isinstance(default, int):
         return f"{default:04o}"
+    if _extra(field).get("comma_list") and isinstance(default, tuple):
+        return ",".join(map(str, default))
     if isinstance(default, float) and default.is_integer():
         return int(default)
     return default

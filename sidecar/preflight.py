@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar.config import Config
+from sidecar.config import RUN_FOLDER, Config
 from sidecar.errors import StartupError
 from sidecar.security import client_security
+from sidecar.source.listener import check_socket_folder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -31,6 +32,8 @@ def check_socket_path(path: Path) -> None:
             f"{MAX_SOCKET_PATH_BYTES} (use a shorter folder)"
         )
     folder = path.parent
+    if folder == RUN_FOLDER and not folder.exists():
+        return  # the default folder: run creates it (source.listener), or says why not
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise StartupError(f"socket folder {folder} {what} (--socket {path})")
@@ -38,3 +41,6 @@ def check_socket_path(path: Path) -> None:
         raise StartupError(
             f"socket folder {folder} is not writable by uid {os.geteuid()} (--socket {path})"
         )
+    # Whether someone else could replace the socket there: `check` must refuse what `run`
+    # refuses (the listener judges the folder again when it binds).
+    check_socket_folder(folder)

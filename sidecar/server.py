@@ -10,19 +10,24 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import secrets
 import signal
+import threading
 from collections.abc import Iterator
 
-from sidecar.config import Config
-from sidecar.errors import ExitCode, StartupError
+from sidecar.config import RUN_FOLDER, Config
+from sidecar.errors import ErrorCode, ExitCode, StartupError
 from sidecar.metrics import Metrics
-from sidecar.model import Record
+from sidecar.model import Record, ReplyTarget
 from sidecar.ops import OpsServer
 from sidecar.preflight import preflight
 from sidecar.sink.base import SinkBase
 from sidecar.source.connection import Connection
 from sidecar.source.hub import Hub
-from sidecar.source.listener import open_unix_listener, release_socket_path
+from sidecar.source.listener import BoundSocket, open_unix_listener, release_socket_path
+from sidecar.source.peer import Admission
+from sidecar.source.session import Intake
 from sidecar.transform.table import StreamTable
 
 log = logging.getLogger("sidecar.server")
@@ -38,18 +43,37 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+# What shutdown may spend past its deadline cancelling the sink and closing the ops
+# endpoint; the watchdog (`hard_deadline`) ends the process at the deadline plus one
+# second whatever is still running.
+_CLEANUP_SECONDS = 0.5
+_WATCHDOG_GRACE = 0.9
+
+
 class Server:
-    def __init__(self, config: Config, *, sink: SinkBase | None = None) -> None:
+    def __init__(
+        self, config: Config, *, sink: SinkBase | None = None, hard_deadline: bool = False
+    ) -> None:
+        """`hard_deadline`: after SIGTERM, a watchdog thread ends the process at
+        --shutdown-timeout plus one second even if the event loop is stuck (the CLI
+        sets it; an embedding test must not be killed)."""
         self.config = config
         self.metrics = Metrics()
         self._sink = sink
+        self.hard_deadline = hard_deadline
         self.should_exit = asyncio.Event()
         self._forced = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
+        # The `sidecar_instance` header: random per start, so a consumer can tell a
+        # stream resumed after a restart (whose `seq` counts again from 0) from one
+        # that repeats itself.
+        self.instance = secrets.token_hex(8)
         self._listener: asyncio.Server | None = None
+        self._bound: BoundSocket | None = None
         self._ops: OpsServer | None = None
         self._sink_task: asyncio.Task[None] | None = None
+        self._deadline: float | None = None
         self._watch_task: asyncio.Task[None] | None = None
         # Kafka's state as last logged (a reason code, None: fine), and an event set at
         # each change (tests wait on it).
@@ -77,6 +101,7 @@ class Server:
         sink = self.sink
         sink.metrics = self.metrics
         sink.clock = loop.time
+        sink.instance = self.instance.encode()
         self.table = StreamTable(
             clock=loop,
             emit=self._emit,
@@ -84,9 +109,19 @@ class Server:
             max_buffered_chars=cfg.max_buffered_chars,
             closed_ttl=cfg.closed_stream_ttl,
             idle_timeout=cfg.stream_idle_timeout,
+            failed_ttl=cfg.delivery_timeout_ms / 1000,
         )
-        self.hub = Hub(cfg, self.metrics, self.table)
+        self.hub: Hub[Connection] = Hub()
+        self.intake = Intake(
+            self.table,
+            self.metrics,
+            max_frame_bytes=cfg.max_frame_bytes,
+            end_on_disconnect=cfg.on_disconnect == "end",
+        )
+        admission = Admission.of(cfg.allowed_uids, cfg.allowed_gids)
         sink.on_pressure = self.hub.set_paused
+        sink.on_failed = self._on_failed
+        sink.withdrawn = self.table.withdrawn
         m = self.metrics
         m.open_streams = lambda: self.table.open_count
         m.kafka_up = lambda: float(sink.kafka_reachable)
@@ -97,7 +132,7 @@ class Server:
         # The port first: if it is taken, nothing else has started, and no socket file
         # is left behind.
         if cfg.http_port:
-            self._ops = OpsServer(self.metrics, self.readiness)
+            self._ops = OpsServer(self.metrics, self.readiness, self.kafka_error)
             try:
                 self.http_port = await self._ops.start(cfg.http_host, cfg.http_port)
             except OSError as exc:
@@ -106,10 +141,13 @@ class Server:
                     f"{cfg.http_port}: {exc.strerror or exc}"
                 ) from None
         try:
-            self._listener = await open_unix_listener(
+            self._listener, self._bound = await open_unix_listener(
                 cfg.socket,
                 cfg.socket_mode,
-                lambda: Connection(self.hub),
+                lambda: Connection(
+                    self.hub, self.intake, admission, max_reply_bytes=cfg.max_reply_bytes
+                ),
+                create_folder=cfg.socket.parent == RUN_FOLDER,
                 backlog=cfg.listen_backlog,
             )
         except BaseException:
@@ -119,21 +157,23 @@ class Server:
         self._sink_task = asyncio.create_task(sink.serve(), name="sidecar-sink")
         self._watch_task = asyncio.create_task(self._watch_kafka(), name="sidecar-kafka-watch")
         log.info(
-            "listening on %s (mode %o), producing to %s at %s%s",
+            "listening on %s (mode %o%s), producing to %s at %s%s; instance %s",
             cfg.socket,
             cfg.socket_mode,
+            _admitting(admission),
             cfg.topic,
             cfg.bootstrap_servers,
             f", ops on {cfg.http_host}:{self.http_port}" if self._ops else "",
+            self.instance,
         )
         self.started.set()
 
     async def shutdown(self) -> int:
         """Stop accepting, end every stream, wait for Kafka under one deadline, then cancel."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.shutdown_timeout
+        deadline = self._deadline or loop.time() + self.config.shutdown_timeout
         hub, sink = self.hub, self.sink
-        hub.draining = True
+        self.intake.draining = True
         if self._listener is not None:
             self._listener.close()
         # Every line already read has been handled (handling is synchronous); now flush
@@ -151,28 +191,43 @@ class Server:
         flushed.cancel()
         forced.cancel()
         if sink.pending_records:
-            log.error(
-                "shutdown deadline passed with %d records (%d bytes) not acknowledged by Kafka",
-                sink.pending_records,
-                sink.pending_bytes,
-            )
+            self._log_undelivered()
             code = ExitCode.RUNTIME
         hub.close_all()
-        await self._cancel_sink()
+        # Whatever Kafka does, stopping the producer gets only what is left of the
+        # deadline (stopping it may wait for in-flight requests): PROTOCOL §6.
+        cleanup_until = max(deadline, loop.time()) + _CLEANUP_SECONDS
+        await self._cancel_sink(max(0.0, cleanup_until - loop.time()))
         self.table.close()
-        if self._listener is not None:
-            release_socket_path(self.config.socket, self._listener)
+        if self._bound is not None:
+            release_socket_path(self._bound)
         if self._ops is not None:
-            await self._ops.aclose()
+            await self._ops.aclose(max(0.05, cleanup_until - loop.time()))
         log.info("stopped (exit %d)", code)
         return code
 
-    async def _cancel_sink(self) -> None:
-        for task in (self._watch_task, self._sink_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    def _log_undelivered(self) -> None:
+        sink = self.sink
+        self.metrics.undelivered_at_shutdown = sink.pending_records
+        log.error(
+            "shutdown deadline passed with %d records (%d bytes) not acknowledged by Kafka",
+            sink.pending_records,
+            sink.pending_bytes,
+        )
+
+    async def _cancel_sink(self, timeout: float) -> None:
+        watch = self._watch_task
+        if watch is not None and not watch.done():
+            watch.cancel()
+        task = self._sink_task
+        if task is not None and not task.done():
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                log.warning("the Kafka producer did not stop within the deadline; leaving it")
+                return
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def kafka_state(self) -> str | None:
         """None while Kafka takes records; else the reason code (PROTOCOL §8)."""
@@ -222,9 +277,22 @@ class Server:
             self.metrics.streams_ended[record.terminal_reason] += 1
         self.sink.submit(record)
 
+    def _on_failed(self, record: Record, reason: str) -> None:
+        """A record finally failed: its stream ends there (`delivery_failed` terminal),
+        and every connection that wrote into it hears so, whatever its acks (§5)."""
+        writers = self.table.fail_stream(record, reason)
+        if writers is None:
+            return  # the stream ended at an earlier record already
+        self.sink.stream_failed()
+        told = {id(token.target) for token in record.acks}
+        for writer, seq in writers:
+            if id(writer) not in told:
+                told.add(id(writer))
+                _tell_failed(writer, seq, record, reason)
+
     def readiness(self) -> tuple[bool, dict[str, object]]:
         accepting = self._listener is not None and self._listener.is_serving()
-        draining = self.hub.draining if self.started.is_set() else False
+        draining = self.intake.draining if self.started.is_set() else False
         kafka_up = self.sink.kafka_reachable
         problem = self.sink.problem
         # A problem waiting cannot heal (TLS, authentication, a missing topic) fails
@@ -251,6 +319,12 @@ class Server:
         }
         return ready, body
 
+    def kafka_error(self) -> str | None:
+        """The detail of Kafka's last problem, for `/readyz?verbose` only: it may name
+        hosts and internals that an unauthenticated endpoint should not show."""
+        problem = self.sink.problem
+        return None if problem is None else problem.detail
+
     # -- signals: captured here and nowhere else -------------------------------------------
 
     @contextlib.contextmanager
@@ -272,4 +346,37 @@ class Server:
             log.warning("second %s: not waiting for Kafka", signal.Signals(sig).name)
         else:
             log.info("received %s, draining", signal.Signals(sig).name)
+            self._start_deadline()
         self.should_exit.set()
+
+    def _start_deadline(self) -> None:
+        timeout = self.config.shutdown_timeout
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        if self.hard_deadline:
+            watchdog = threading.Timer(timeout + _WATCHDOG_GRACE, self._watchdog)
+            watchdog.daemon = True
+            watchdog.start()
+
+    def _watchdog(self) -> None:
+        """The deadline passed and the loop has not finished shutting down: exit now."""
+        with contextlib.suppress(Exception):
+            self._log_undelivered()
+            log.error("shutdown did not finish within --shutdown-timeout; exiting (exit 1)")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        os._exit(ExitCode.RUNTIME)
+
+
+def _tell_failed(writer: ReplyTarget, seq: int, record: Record, reason: str) -> None:
+    writer.send_error(
+        seq,
+        ErrorCode.DELIVERY_FAILED,
+        f"{record.kind} record {record.stream_seq} of the stream was not delivered "
+        f"({reason}); the stream is ended (delivery_failed)",
+    )
+
+
+def _admitting(admission: Admission) -> str:
+    if not admission.uids and not admission.gids:
+        return ", any peer"
+    return f", peers uid {sorted(admission.uids)} gid {sorted(admission.gids)}"

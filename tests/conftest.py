@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 import pytest
 
 from testbed import Broker, BrokerUnavailable, create_topic, obtain_broker
+from tests.users import other_user  # noqa: F401 (a fixture, shared by the security tests)
 
 NewTopic = Callable[..., Awaitable[str]]
 _brokers: list[Broker] = []

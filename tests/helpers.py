@@ -74,7 +74,7 @@ async def open_server(
     try:
         yield server
     finally:
-        if not server.hub.draining:
+        if not server.intake.draining:
             await server.shutdown()
 
 

@@ -115,6 +115,7 @@ def test_renders_charts_and_the_readme_table(tmp_path: Path) -> None:
         "| many streams (saturated) | 2,000 x 20 | 41.0 µs | **12.00 ms** |",
         "10,000 open streams with nothing pending for 10 s cost the sidecar **0.04%**",
         "kcat not installed",
+        "Settings: flush_interval_ms 50.",
         "![throughput](docs/bench/throughput.png)",
         "![first delta latency](docs/bench/first_delta_latency.png)",
     ):

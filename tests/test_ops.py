@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 from pathlib import Path
 
@@ -91,9 +93,51 @@ async def test_kafka_outage_fails_readiness_only_when_required(
         assert server.http_port is not None
         status, body = await get(server.http_port, "/readyz")
         assert status == (503 if require else 200)
+        # A reason code, never Kafka's raw error text (issue 10, failure 6) ...
         assert orjson.loads(body)["kafka"] == {
             "reachable": False,
             "last_error": "unreachable",  # a reason code, not the raw text (PROTOCOL §8)
             "configuration_error": False,
             "required": require,
         }
+        assert b"Connection refused" not in body
+        # ... unless asked for.
+        _, body = await get(server.http_port, "/readyz?verbose=1")
+        assert orjson.loads(body)["kafka_error"] == "localhost:9092: Connection refused"
+
+
+# -- issue 10, failure 6: loopback by default, bounded requests, no tracebacks -------------
+
+
+def test_ops_endpoint_binds_loopback_by_default() -> None:
+    from sidecar.config import Config
+
+    assert Config().http_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /readyz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET /readyz HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n", 431),
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"\xff\xfe /x y\r\n\r\n", 405),
+    ],
+)
+async def test_bad_requests_get_an_answer_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: int
+) -> None:
+    config = make_config(tmp_path, http_host="127.0.0.1", http_port=free_port())
+    async with open_server(config) as server:
+        assert server.http_port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+        writer.write(request_bytes)
+        with contextlib.suppress(ConnectionResetError):
+            await writer.drain()
+        head = await reader.readline()
+        writer.close()
+        assert head.split()[1] == str(status).encode(), head
+        # The endpoint still serves.
+        assert (await get(server.http_port, "/healthz"))[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "Traceback" not in caplog.text

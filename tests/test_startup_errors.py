@@ -227,6 +227,17 @@ def test_an_unknown_command() -> None:
     one_line_exit_2(sidecar("runn"), "runn")
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_socket_folder_others_can_write(command: str, tmp_path: Path) -> None:
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)  # no sticky bit: anyone could replace the socket
+    sock = folder / "s.sock"
+    result = sidecar(command, "--socket", str(sock), "--http-port", "0")
+    one_line_exit_2(result, str(folder), "writable by group or others")
+    assert not sock.exists()
+
+
 def test_socket_folder_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     sock = tmp_path / "file" / "sub" / "s.sock"

@@ -13,7 +13,10 @@ are also kept per channel, and the stream is handed back when its terminal arriv
 a stream seen again under a new instance was resumed after a sidecar restart, so its
 `seq` starts again at 0 there; the stream is marked `resumed` (frames the agent wrote
 to the old instance and that it never produced are not in the topic: the agent's client
-was told so). Violations found on the way, each a typed error in strict mode:
+was told so). A stream the old instance ended with a `shutdown` terminal and that goes
+on under a new instance is handed back twice: its part up to the shutdown, then the
+resumed part (`resumed`) up to its own terminal. Violations found on the way, each a
+typed error in strict mode:
 
 - `seq_gap` (`SeqGap`): a `seq` past the one due (lost records), or a first record
   other than 0 when reading from the start;
@@ -184,7 +187,9 @@ class Reassembler:
         self.open: dict[StreamKey, Stream] = {}
         self.finished = 0
         self.violations: list[Violation] = []
-        self._ended: set[StreamKey] = set()  # kept to catch records after a terminal
+        # Ended streams -> (sidecar_instance, terminal_reason) of their terminal: kept to
+        # catch records after a terminal, and to tell a stream resumed after a restart.
+        self._ended: dict[StreamKey, tuple[str | None, str | None]] = {}
         self._partition_of: dict[str, int] = {}
 
     def feed(
@@ -218,13 +223,20 @@ class Reassembler:
         else:
             kind = _text(headers.get("type")) or str(value.get("type"))
             self._check_headers(stream_key, kind, value, headers, task_id, message_id, where)
+        resumed = 0
         if stream_key in self._ended:
-            what = "duplicate_terminal" if kind in TERMINAL_KINDS else "record_after_terminal"
-            self._report(what, *stream_key, f"{kind} after the stream's terminal", where)
-            return None
+            if not self._resumes(stream_key, headers):
+                what = "duplicate_terminal" if kind in TERMINAL_KINDS else "record_after_terminal"
+                self._report(what, *stream_key, f"{kind} after the stream's terminal", where)
+                return None
+            # Its part under the old instance ended at that sidecar's shutdown; the agent
+            # went on under the new one (PROTOCOL §5): a new part, counted from seq 0.
+            del self._ended[stream_key]
+            resumed = 1
         stream = self.open.get(stream_key)
         if stream is None:
             stream = self.open[stream_key] = Stream(*stream_key, partition=partition)
+            stream.resumed = resumed
         self._check_order(stream, kind, headers, where)
         stream.records += 1
         stream.parent = ptm
@@ -247,10 +259,18 @@ class Reassembler:
                 except ContentError as exc:
                     self._content_error(stream, exc, where)
             del self.open[stream_key]
-            self._ended.add(stream_key)
+            self._ended[stream_key] = (stream.instance, stream.terminal_reason)
             self.finished += 1
             return stream
         return None
+
+    def _resumes(self, key: StreamKey, headers: Headers | None) -> bool:
+        """A record of an ended stream that begins its next part: the stream ended with a
+        `shutdown` terminal and this record comes from another sidecar instance."""
+        if headers is None:
+            return False
+        instance, reason = self._ended[key]
+        return reason == "shutdown" and _text(headers.get("sidecar_instance")) != instance
 
     def _append(self, stream: Stream, delta: Mapping[str, Any], index: Any) -> None:
         spec = DELTA_TYPES.get(str(delta.get("type")))

@@ -27,6 +27,7 @@ from sidecar_client.protocol.replies import ErrorCode
 log = logging.getLogger("sidecar.sink")
 
 PressureCallback = Callable[[bool], None]
+FailureCallback = Callable[[Record, str], None]
 
 # Resume reading once pending bytes fall to this share of the limit, so the sockets do not
 # flap between paused and reading on every record.
@@ -65,6 +66,13 @@ class SinkBase:
         self.pending_bytes = 0
         self.paused = False
         self.on_pressure: PressureCallback = lambda _paused: None
+        # No silent holes (PROTOCOL §5): the stream table hears of every final failure
+        # (and ends the stream), and says which later records must not be produced.
+        self.on_failed: FailureCallback = lambda _record, _reason: None
+        self.withdrawn: Callable[[Record], bool] = lambda _record: False
+        # The `sidecar_instance` header of every record: random per start.
+        self.instance = b""
+        self.sweep_needed = False  # see stream_failed()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -158,6 +166,21 @@ class SinkBase:
         )
         for token in record.acks:
             token.target.send_error(token.seq, ErrorCode.DELIVERY_FAILED, reason)
+        self.on_failed(record, reason)
+
+    def stream_failed(self) -> None:
+        """A stream just ended at a failed record: its later records still waiting must
+        be withdrawn (`withdraw`) before anything more is produced."""
+        self.sweep_needed = True
+        self._wakeup.set()
+
+    def withdraw(self, record: Record) -> bool:
+        """Fail `record` instead of producing it if its stream already ended at an earlier
+        failed record; True if it was withdrawn."""
+        if not self.withdrawn(record):
+            return False
+        self.failed(record, "an earlier record of its stream was not delivered")
+        return True
 
     def _settle(self, record: Record) -> None:
         """No longer pending."""
@@ -172,6 +195,10 @@ class SinkBase:
             self._drained.set()
 
     def expired(self, record: Record, limit: float) -> bool:
+        if record.terminal_reason == "delivery_failed":
+            # The marker of a hole never expires: without it the hole would be silent
+            # (PROTOCOL §5). One per failed stream; the shutdown deadline bounds it.
+            return False
         return self.clock() - record.submitted_at > limit
 
     async def _wait_for_work(self) -> None:

@@ -243,7 +243,7 @@ class _Lane:
 
     def append(self, record: Record, key: bytes) -> int:
         """Add a record behind the lane's others; returns the bytes its batch copy takes."""
-        headers = record.headers()
+        headers = record.headers(self.sink.instance)
         if record.solo:
             self._close()
             builder = self.sink.new_builder()
@@ -383,6 +383,8 @@ class KafkaSink(SinkBase):
                         backoff = min(backoff * 2, 5.0)
                         continue
                 self._fail_refused()
+                if self.sweep_needed:
+                    self._sweep_withdrawn()
                 if not await self._dispatch():
                     await asyncio.sleep(backoff)  # metadata unavailable: Kafka away
                     backoff = min(backoff * 2, 5.0)
@@ -564,6 +566,18 @@ class KafkaSink(SinkBase):
             # A cancellation aiokafka swallowed on the way (the sink is being stopped).
             raise asyncio.CancelledError
         return classify(found, self.config.bootstrap_servers)
+
+    def _sweep_withdrawn(self) -> None:
+        """Withdraw the waiting records of streams that ended at a failed record (no
+        silent holes, PROTOCOL §5); what is in flight cannot be recalled."""
+        self.sweep_needed = False
+        if self.queue:
+            kept = [r for r in self.queue if not self.withdraw(r)]
+            self.queue.clear()
+            self.queue.extend(kept)
+        for lane in self._lanes:
+            if lane.has_waiting:
+                lane.requeue([r for r in lane.waiting() if not self.withdraw(r)])
 
     def _expire_waiting(self) -> None:
         """Fail waiting records past the delivery timeout (each lane's oldest first, so

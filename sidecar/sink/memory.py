@@ -29,6 +29,8 @@ class MemorySink(SinkBase):
         self._next_offset = [0] * partitions
         self.hold = asyncio.Event()  # set: deliveries pause (a Kafka outage)
         self.fail_with: str | None = None  # set: every record fails with this reason
+        # Set: the records it returns a reason for fail (a record expiring, say).
+        self.fail_when: Callable[[Record], str | None] = lambda _record: None
         self._progress = asyncio.Event()
 
     async def wait_for(self, predicate: Callable[[MemorySink], bool], timeout: float = 10) -> None:
@@ -54,8 +56,11 @@ class MemorySink(SinkBase):
                 await self._wait_for_work()
                 continue
             for record in self._take_queued():
-                if self.fail_with is not None:
-                    self.failed(record, self.fail_with)
+                if self.withdraw(record):
+                    continue
+                why = self.fail_with or self.fail_when(record)
+                if why is not None:
+                    self.failed(record, why)
                     continue
                 p = zlib.crc32(record.task_id.encode()) % self.partitions
                 offset = self._next_offset[p]

@@ -1,40 +1,35 @@
-"""What the connections share: the stream table, the config and metrics, and the set of
-live connections (for backpressure, disconnect handling and shutdown)."""
+"""The registry of live connections: backpressure pauses and resumes them all, and
+shutdown closes them. It knows nothing of frames or streams, and imports no connection:
+anything with pause/resume/close can be registered."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from sidecar.config import Config
-from sidecar.metrics import Metrics
-from sidecar.transform.table import StreamTable
-
-if TYPE_CHECKING:
-    from sidecar.source.connection import Connection
+from typing import Generic, Protocol, TypeVar
 
 
-class Hub:
-    def __init__(self, config: Config, metrics: Metrics, table: StreamTable) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.table = table
-        self.connections: set[Connection] = set()
-        self.draining = False
+class Member(Protocol):
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+class Hub(Generic[M]):
+    def __init__(self) -> None:
+        self.connections: set[M] = set()
         self.paused = False
 
-    def register(self, conn: Connection) -> None:
+    def register(self, conn: M) -> None:
         self.connections.add(conn)
         if self.paused:
             conn.pause()
 
-    def unregister(self, conn: Connection) -> None:
+    def unregister(self, conn: M) -> None:
         self.connections.discard(conn)
-        self.end_streams_of(conn)
-
-    def end_streams_of(self, conn: Connection) -> None:
-        """A client that disconnected (or half-closed) ends its open streams (§6)."""
-        if self.config.on_disconnect == "end":
-            self.table.end_owned_by(conn, "disconnect")
 
     def set_paused(self, paused: bool) -> None:
         """Backpressure from the sink: stop or restart reading every socket."""

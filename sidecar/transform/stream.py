@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.model import StreamKey
+from sidecar.model import ReplyTarget, StreamKey
 from sidecar.transform.merge import Pending
 
 
@@ -23,16 +23,20 @@ class Stream:
         "key",
         "last_active",
         "last_flush",
+        "last_seq",
         "next_seq",
         "owner",
         "parent",
         "pending",
         "pending_chars",
+        "uid",
     )
 
-    def __init__(self, key: StreamKey, owner: object, now: float) -> None:
+    def __init__(self, key: StreamKey, owner: ReplyTarget, uid: int, now: float) -> None:
         self.key = key
         self.owner = owner  # opaque: the connection that sent the stream's last frame
+        self.uid = uid  # the peer uid that owns it: ownership never leaves this uid
+        self.last_seq = 0  # the owner's line number of the stream's last frame
         self.next_seq = 0  # the next record's `seq` header
         self.pending: list[Pending] = []
         self.pending_chars = 0

@@ -16,12 +16,19 @@ or cancelled half-way:
   closes the stream, so "deltas in order, then exactly one terminal, then nothing" holds
   by construction, and no close path has an `await` a cancellation could land on.
 
-Ownership: a stream belongs to the connection (`owner`) that sent its first frame. A frame
-for an open stream from ANOTHER owner is accepted and moves the stream to that owner: an
-agent that reconnects (with `--on-disconnect keep`) takes its streams with it, and only
-the new connection's disconnect ends them.
+Ownership: a stream belongs to the connection (`owner`) that sent its first frame, and to
+that connection's peer uid. A frame for an open stream from ANOTHER owner of the SAME uid
+is accepted and moves the stream to that owner: an agent that reconnects (with
+`--on-disconnect keep`) takes its streams with it, and only the new connection's
+disconnect ends them. A frame from another uid is rejected (`stream_owned`): one agent
+cannot write into, end, or (by disconnecting) cut another agent's stream.
 
 A rejected frame changes nothing, and does not count as activity for the idle timeout.
+
+No silent holes (PROTOCOL §5): when a record of a stream finally fails, `fail_stream` ends
+the stream right there with a `done` (`delivery_failed`) that takes the failed record's
+`seq`; pending deltas are dropped, and the sink withdraws the stream's later records
+(`withdrawn`), so consumers see the stream's records up to the hole, then its terminal.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
+from typing import Any
 
 import orjson
 
@@ -37,20 +45,24 @@ from sidecar.model import (
     Clock,
     Emit,
     Record,
+    ReplyTarget,
     StreamKey,
     TerminalReason,
     TimerHandle,
     Update,
     UpdateKind,
 )
+from sidecar.quoting import quote
 from sidecar.transform.merge import Pending, delta_record, exact, runs
 from sidecar.transform.stream import Stream
 from sidecar_client.protocol.replies import ErrorCode, Rejection
 
+DELIVERY_FAILED: TerminalReason = "delivery_failed"
+
 
 class StreamRejected(Rejection):
-    """A frame that breaks the stream rules (`stream_exists`, `stream_closed`); it
-    produced nothing."""
+    """A frame that breaks the stream rules (`stream_exists`, `stream_closed`,
+    `stream_owned`); it produced nothing."""
 
 
 class StreamTable:
@@ -69,6 +81,7 @@ class StreamTable:
         max_buffered_chars: int,
         closed_ttl: float,
         idle_timeout: float,
+        failed_ttl: float = 0.0,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
@@ -84,7 +97,11 @@ class StreamTable:
         self._open: OrderedDict[StreamKey, Stream] = OrderedDict()
         # Closed keys -> closing time, in closing order: expired ones pruned from the front.
         self._closed: OrderedDict[StreamKey, float] = OrderedDict()
-        self._by_owner: dict[object, dict[StreamKey, None]] = {}  # insertion-ordered sets
+        # Streams ended by a delivery failure -> when: their later records are withdrawn
+        # from the sink while remembered (at least the delivery timeout).
+        self._failed: OrderedDict[StreamKey, float] = OrderedDict()
+        self._failed_ttl = max(failed_ttl, closed_ttl)
+        self._by_owner: dict[ReplyTarget, dict[StreamKey, None]] = {}  # insertion-ordered sets
         self._pending_chars = 0
         self._idle_timer: TimerHandle | None = None
         self._idle_when = 0.0
@@ -118,11 +135,21 @@ class StreamTable:
 
     # -- frames ----------------------------------------------------------------------------
 
-    def handle(self, update: Update, owner: object, ack: AckToken | None) -> None:
-        """Apply one accepted update line from `owner` (the connection). `ack` rides on the
-        record that carries this line (None: the client wants no ack for it).
+    def handle(
+        self,
+        update: Update,
+        owner: ReplyTarget,
+        ack: AckToken | None,
+        *,
+        uid: int = 0,
+        seq: int = 0,
+    ) -> None:
+        """Apply one accepted update line from `owner` (the connection), whose peer is
+        `uid`, and which numbered the line `seq`. `ack` rides on the record that carries
+        this line (None: the client wants no ack for it).
 
-        Raises StreamRejected (`stream_exists`, `stream_closed`); nothing is produced then.
+        Raises StreamRejected (`stream_exists`, `stream_closed`, `stream_owned`); nothing
+        is produced or changed then.
         """
         now = self._clock.time()
         key = update.key
@@ -132,16 +159,17 @@ class StreamTable:
         if stream is None:
             if self._closed and self._is_closed(key, now):
                 raise StreamRejected(
-                    ErrorCode.STREAM_CLOSED,
-                    f"stream {key[0]}/{key[1]} has ended; no frame may follow",
+                    ErrorCode.STREAM_CLOSED, f"{_name(key)} has ended; no frame may follow"
                 )
-            stream = Stream(key, owner, now)  # explicit or implicit open
+            stream = Stream(key, owner, uid, now)  # explicit or implicit open
             opened[key] = stream
             self._by_owner.setdefault(owner, {})[key] = None
-        elif kind == "start":
+        elif stream.uid != uid:
             raise StreamRejected(
-                ErrorCode.STREAM_EXISTS, f"stream {key[0]}/{key[1]} is already open"
+                ErrorCode.STREAM_OWNED, f"{_name(key)} belongs to another peer (uid {stream.uid})"
             )
+        elif kind == "start":
+            raise StreamRejected(ErrorCode.STREAM_EXISTS, f"{_name(key)} is already open")
         else:
             opened.move_to_end(key)
             stream.last_active = now
@@ -149,6 +177,7 @@ class StreamTable:
                 self._disown(stream)
                 stream.owner = owner
                 self._by_owner.setdefault(owner, {})[key] = None
+        stream.last_seq = seq
         body = update.body
         stream.parent = body["parent_task_message"]
         stream.index = body.get("index")
@@ -181,6 +210,9 @@ class StreamTable:
                     acks=(ack,) if ack is not None else (),
                     deltas=1,
                     first_delta_at=now if last is None else None,
+                    writer_uid=stream.uid,
+                    writer=stream.owner,
+                    line_seq=stream.last_seq,
                 )
                 stream.next_seq += 1
                 stream.last_flush = now
@@ -250,7 +282,7 @@ class StreamTable:
 
     # -- ending streams ---------------------------------------------------------------------
 
-    def end_owned_by(self, owner: object, reason: TerminalReason) -> int:
+    def end_owned_by(self, owner: ReplyTarget, reason: TerminalReason) -> int:
         """Flush and end (synthesized `done`) every open stream of `owner`; how many."""
         keys = self._by_owner.pop(owner, None)
         if not keys:
@@ -272,6 +304,61 @@ class StreamTable:
             self._end(stream, reason, now)
         return len(streams)
 
+    def fail_stream(self, record: Record, reason: str) -> list[tuple[ReplyTarget, int]] | None:
+        """`record` finally failed: end its stream right there (PROTOCOL §5, no silent
+        holes). Returns who wrote into the stream, as (owner, line seq) to tell with a
+        `delivery_failed` error; None if the stream was ended this way already.
+
+        The `done` (`delivery_failed`) takes the failed record's `seq`: the sink withdraws
+        the stream's later records (`withdrawn`), so none of them is produced after it.
+        """
+        key = (record.task_id, record.message_id)
+        if key in self._failed:
+            return None  # its later records failing too, or its own terminal
+        now = self._clock.time()
+        self._prune_failed(now)
+        self._failed[key] = now
+        writers: list[tuple[ReplyTarget, int]] = []
+        if record.writer is not None:
+            writers.append((record.writer, record.line_seq))
+        stream = self._open.get(key)
+        if stream is not None:
+            if stream.owner is not record.writer:
+                writers.append((stream.owner, stream.last_seq))
+            self._drop_pending(stream, reason)
+            stream.next_seq = record.stream_seq
+            self._produce(
+                stream, "done", _done_value(stream.parent, stream.index), None, DELIVERY_FAILED
+            )
+            self._close(stream, now)
+            return writers
+        parent, index = _parent_and_index(record.value)
+        self._emit(
+            Record(
+                task_id=record.task_id,
+                message_id=record.message_id,
+                kind="done",
+                value=_done_value(parent, index),
+                stream_seq=record.stream_seq,
+                terminal_reason=DELIVERY_FAILED,
+                writer_uid=record.writer_uid,
+                writer=record.writer,
+                line_seq=record.line_seq,
+            )
+        )
+        if self._closed_ttl > 0 and key not in self._closed:
+            self._closed[key] = now
+        return writers
+
+    def withdrawn(self, record: Record) -> bool:
+        """True for a record the sink must not produce: its stream was ended by an earlier
+        delivery failure (its own `delivery_failed` terminal excepted)."""
+        return (
+            bool(self._failed)
+            and record.terminal_reason != DELIVERY_FAILED
+            and (record.task_id, record.message_id) in self._failed
+        )
+
     def flush_all(self) -> None:
         """Flush every stream's pending deltas, leaving the streams open."""
         now = self._clock.time()
@@ -292,12 +379,7 @@ class StreamTable:
     def _end(self, stream: Stream, reason: TerminalReason, now: float) -> None:
         """Flush, then a synthesized `done` with the stream's last parent and index."""
         self._flush(stream, now)
-        value = exact(
-            orjson.dumps(
-                {"type": "done", "parent_task_message": stream.parent, "index": stream.index}
-            )
-        )
-        self._produce(stream, "done", value, None, reason)
+        self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
         self._close(stream, now)
 
     # -- internals --------------------------------------------------------------------------
@@ -314,8 +396,22 @@ class StreamTable:
         stream.last_flush = now
         for run in runs(pending):
             record = delta_record(run, stream.next_seq, stream.key)
+            record.writer_uid = stream.uid
+            record.writer = stream.owner
+            record.line_seq = stream.last_seq
             stream.next_seq += 1
             self._emit(record)
+
+    def _drop_pending(self, stream: Stream, reason: str) -> None:
+        """Discard what the window holds (after a hole it must not go out); the lines
+        that wanted an ack hear why."""
+        self._close_window(stream)
+        pending, stream.pending = stream.pending, []
+        self._pending_chars -= stream.pending_chars
+        stream.pending_chars = 0
+        for p in pending:
+            if p.ack is not None:
+                p.ack.target.send_error(p.ack.seq, ErrorCode.DELIVERY_FAILED, reason)
 
     def _produce(
         self,
@@ -333,6 +429,9 @@ class StreamTable:
             stream_seq=stream.next_seq,
             terminal_reason=reason,
             acks=(ack,) if ack is not None else (),
+            writer_uid=stream.uid,
+            writer=stream.owner,
+            line_seq=stream.last_seq,
         )
         stream.next_seq += 1
         self._emit(record)
@@ -366,6 +465,15 @@ class StreamTable:
             return True
         del self._closed[key]
         return False
+
+    def _prune_failed(self, now: float) -> None:
+        failed = self._failed
+        limit = now - self._failed_ttl
+        while failed:
+            key, at = next(iter(failed.items()))
+            if at > limit:
+                break
+            del failed[key]
 
     def _prune_closed(self, now: float) -> None:
         closed = self._closed
@@ -407,3 +515,23 @@ class StreamTable:
             self._end(front, "idle_timeout", now)
         if opened and self._idle_timer is None:
             self._arm_idle()
+
+
+def _name(key: StreamKey) -> str:
+    """A stream as messages name it: both ids quoted, bounded and escaped."""
+    return f"stream {quote(key[0])}/{quote(key[1])}"
+
+
+def _done_value(parent: Any, index: Any) -> bytes:
+    return exact(orjson.dumps({"type": "done", "parent_task_message": parent, "index": index}))
+
+
+def _parent_and_index(value: bytes) -> tuple[Any, Any]:
+    """The parent_task_message and index of a produced record's value (cold path)."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None, None
+    if type(obj) is not dict:
+        return None, None
+    return obj.get("parent_task_message"), obj.get("index")

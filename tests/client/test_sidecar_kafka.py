@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from sidecar.sink.kafka import ConsumedRecord, open_consumer
-from sidecar_client import Delivery, FrameRejected, NotDelivered, SidecarClient
+from sidecar_client import Delivery, FrameRejected, NotDelivered, SidecarClient, open_sidecar
 from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import done, start, text_delta
@@ -158,3 +158,49 @@ async def test_backpressure_makes_the_client_wait_not_grow(
     assert [joined[i * (frame + 5) : i * (frame + 5) + 5] for i in range(n)] == [
         f"{i:05d}" for i in range(n)
     ]
+
+
+@pytest.mark.timeout(120)
+async def test_unknown_delta_types_and_null_deltas_reach_kafka_as_sent(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
+    # PROTOCOL §2.1 forward compatibility, end to end: with a long coalescing window
+    # around them, the text deltas merge, the others pass through unmerged, in order,
+    # byte for byte, unknown fields kept.
+    topic = await new_topic(partitions=1)
+    sock = tmp_path / "s.sock"
+    proc = await start_sidecar(sock, kafka_bootstrap, topic, "--flush-interval-ms", "60000")
+    future = text_delta("t", "m", None, future_field={"kept": [1, 2]})
+    future["delta"] = {"type": "image_delta", "url_delta": "http", "extra": True}
+    nothing = text_delta("t", "m", None)
+    nothing["delta"] = None
+    sent = [
+        text_delta("t", "m", "a"),  # the leading edge: out at once
+        text_delta("t", "m", "b"),
+        text_delta("t", "m", "c"),
+        future,
+        nothing,
+        text_delta("t", "m", "d"),
+        done("t", "m"),
+    ]
+    try:
+        async with open_sidecar(sock, acks="all") as sidecar:
+            deliveries = [await sidecar.send(u) for u in sent]
+            acks = [await d.wait(60) for d in deliveries]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    records = sorted(await read_to_end(kafka_bootstrap, topic), key=lambda r: r.offset)
+    values = [orjson.loads(r.value or b"null") for r in records]
+    assert [v["delta"] if v["type"] == "delta" else v["type"] for v in values] == [
+        {"type": "text", "text_delta": "a"},
+        {"type": "text", "text_delta": "bc"},
+        future["delta"],
+        None,
+        {"type": "text", "text_delta": "d"},
+        "done",
+    ]
+    assert records[2].value == orjson.dumps(future)  # the agent's bytes, untouched
+    # b and c share their record's ack; the others have their own.
+    assert acks[1] == acks[2] != acks[3]
+    assert [int(r.headers["seq"]) for r in records] == list(range(6))

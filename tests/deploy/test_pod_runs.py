@@ -3,7 +3,8 @@ socket folder and the port rewritten for this machine) starts `sidecar run`; the
 socket-dir step, run on a folder made the way the kubelet makes an emptyDir, gives a
 folder the sidecar accepts; every probe of the manifest is answered on a non-127.0.0.1
 address (what the kubelet's probes do: they connect to the pod IP); SIGTERM exits 0 within
-the budget's --shutdown-timeout + 1 s."""
+the budget's --shutdown-timeout + 1 s. And why socket-dir exists: the sidecar refuses the
+emptyDir's own root as its socket folder."""
 
 from __future__ import annotations
 
@@ -103,3 +104,17 @@ def test_manifest_sidecar_serves_socket_and_probes(tmp_path: Path) -> None:
         proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_sidecar_refuses_the_emptydir_root(tmp_path: Path) -> None:
+    """Why socket-dir exists: the sidecar refuses the emptyDir's own root (mode 2777, no
+    sticky bit) as its socket folder, with exit 2 and one line naming it."""
+    _, sidecar, mount = containers()
+    emptydir = kubelet_emptydir(tmp_path / "emptydir")
+    (port,) = free_ports(1)
+    env = sidecar_env(sidecar, mount, emptydir, port)
+    env["SIDECAR_SOCKET"] = str(emptydir / "sidecar.sock")
+    out = subprocess.run(sidecar_command("run"), env=env, capture_output=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert str(emptydir) in out.stderr.decode()
+    assert not (emptydir / "sidecar.sock").exists()

@@ -222,7 +222,12 @@ def test_rejected_lines(line: bytes, code: str, message: str) -> None:
 
 # -- fuzzing ------------------------------------------------------------------------------
 
-ids = st.text(min_size=1, max_size=12)
+# PROTOCOL §2.4: ids carry no control characters.
+ids = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\u2028\u2029"),
+    min_size=1,
+    max_size=12,
+)
 texts = st.one_of(st.none(), st.text(max_size=20))
 indexes = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
 

@@ -121,9 +121,7 @@ class Harness:
         self.records.append(record)
         self.emitted_at.append(self.clock.time())
 
-    def send(
-        self, obj: dict[str, Any], owner: object | None = None, ack: int | None = None
-    ) -> None:
+    def send(self, obj: dict[str, Any], owner: Owner | None = None, ack: int | None = None) -> None:
         token = AckToken(self.owner, ack) if ack is not None else None
         self.table.handle(update(obj), self.owner if owner is None else owner, token)
 

@@ -15,6 +15,7 @@ from sidecar_client.protocol.frames import (
 from sidecar_client.protocol.framing import Event, Line, LineFramer, Oversize
 from sidecar_client.protocol.replies import (
     ERROR_CODES,
+    MAX_REPLY_LINE,
     ErrorCode,
     Rejection,
     decode_reply,
@@ -27,6 +28,7 @@ __all__ = [
     "ACK_MODES",
     "DELTA_TYPES",
     "ERROR_CODES",
+    "MAX_REPLY_LINE",
     "UPDATE_KINDS",
     "DeltaSpec",
     "ErrorCode",

@@ -29,6 +29,9 @@ class ErrorCode(StrEnum):
 ERROR_CODES: frozenset[str] = frozenset(c.value for c in ErrorCode)
 
 
+MAX_REPLY_LINE = 1024  # bytes, newline included (PROTOCOL §3)
+
+
 class Rejection(Exception):
     """A line the sidecar refuses: every rejection (a bad frame, a stream rule, a
     delivery failure) is one of these, and `code` is the error reply's code."""
@@ -40,13 +43,24 @@ class Rejection(Exception):
 
 
 def encode_error(seq: int, code: str, message: str) -> bytes:
+    """One error line of at most MAX_REPLY_LINE bytes: a longer message is cut short
+    (with "...") rather than let a client's input inflate the reply."""
     reply = {"type": "error", "seq": seq, "code": str(code), "message": message}
-    try:
-        return orjson.dumps(reply) + b"\n"
-    except orjson.JSONEncodeError:
-        # A lone surrogate cannot be encoded as UTF-8; an error reply must still go out.
-        reply["message"] = message.encode("utf-8", "backslashreplace").decode()
-        return orjson.dumps(reply) + b"\n"
+    while True:
+        try:
+            line = orjson.dumps(reply) + b"\n"
+        except orjson.JSONEncodeError:
+            # A lone surrogate cannot be encoded as UTF-8; an error reply must still go out.
+            message = message.encode("utf-8", "backslashreplace").decode()
+            reply["message"] = message
+            continue
+        if len(line) <= MAX_REPLY_LINE:
+            return line
+        # Cut in proportion (escapes and multi-byte characters make bytes > characters),
+        # a little short so one more round at most is needed.
+        keep = len(message) * (MAX_REPLY_LINE - 128) // len(line)
+        message = message[: max(0, keep - 3)] + "..."
+        reply["message"] = message
 
 
 def encode_ack(seq: int, partition: int, offset: int) -> bytes:

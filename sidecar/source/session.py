@@ -1,0 +1,175 @@
+"""One connection's protocol, sans-IO (after h11): bytes in; replies, records and
+ownership decisions out; the peer's identity given as an input.
+
+A `Session` never touches a socket or the event loop. The asyncio adapter
+(`source.connection`) feeds it what it reads and gives it an `Outlet` to write replies
+to and close; the fuzz and property tests drive it the same way with a list for an
+outlet. Records go out through the shared stream table, which decides ownership by the
+peer's uid; replies for lines still waiting on Kafka come back later through
+`send_ack` / `send_error` (the session is the lines' `ReplyTarget`).
+
+Everything a line causes happens inside `receive_data`, synchronously and in order:
+there is no per-frame task to cancel or lose.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from sidecar.metrics import Metrics
+from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
+from sidecar.quoting import quote
+from sidecar.source.peer import Peer
+from sidecar.transform.table import StreamRejected, StreamTable
+from sidecar_client.protocol import (
+    ErrorCode,
+    FrameError,
+    LineFramer,
+    Oversize,
+    decode_frame,
+    encode_ack,
+    encode_error,
+)
+
+log = logging.getLogger("sidecar.source")
+
+
+class Intake:
+    """What every session shares: the stream table, metrics and limits, and whether the
+    sidecar is draining."""
+
+    def __init__(
+        self,
+        table: StreamTable,
+        metrics: Metrics,
+        *,
+        max_frame_bytes: int,
+        end_on_disconnect: bool = True,
+    ) -> None:
+        self.table = table
+        self.metrics = metrics
+        self.max_frame_bytes = max_frame_bytes
+        self.end_on_disconnect = end_on_disconnect
+        self.draining = False
+
+
+class Outlet(Protocol):
+    """Where a session's output goes: the adapter's transport, or a test's recorder."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Session:
+    def __init__(self, peer: Peer, intake: Intake, outlet: Outlet) -> None:
+        self.peer = peer
+        self.intake = intake
+        self.outlet = outlet
+        self.framer = LineFramer(intake.max_frame_bytes)
+        self.acks: AckMode = "none"
+        self.client: str | None = None
+        self.eof = False
+        self.closed = False
+        # Lines whose ack (or delivery_failed) is still owed: after the client half-closes,
+        # the connection stays open for writing until they are all answered.
+        self.awaiting: set[int] = set()
+
+    def __str__(self) -> str:
+        client = f" client {quote(self.client)}" if self.client is not None else ""
+        return f"{self.peer}{client}"
+
+    # -- input -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Handle every complete line in `data`, in order."""
+        for event in self.framer.feed(data):
+            if isinstance(event, Oversize):
+                self.intake.metrics.frames["invalid"] += 1
+                self.send_error(
+                    event.seq,
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"line longer than --max-frame-bytes {self.intake.max_frame_bytes}; skipped",
+                )
+            else:
+                self._handle_line(event.seq, event.data)
+
+    def receive_eof(self) -> bool:
+        """The client has finished sending: its streams end now, as on a disconnect, but
+        the replies it is still owed are delivered first. True: keep the connection open
+        for them (the session closes its outlet once they are all sent)."""
+        self.eof = True
+        if self.framer.close():
+            log.info("discarded a partial line at end of input (%s)", self)
+        self._end_streams()
+        return bool(self.awaiting)
+
+    def connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.framer.close():
+            log.info("discarded a partial line at disconnect (%s)", self)
+        self._end_streams()
+
+    def _end_streams(self) -> None:
+        """A client that disconnected (or half-closed) ends its open streams (§6)."""
+        if self.intake.end_on_disconnect:
+            self.intake.table.end_owned_by(self, "disconnect")
+
+    # -- frames --------------------------------------------------------------------------
+
+    def _handle_line(self, seq: int, data: bytes) -> None:
+        intake = self.intake
+        metrics = intake.metrics
+        try:
+            frame = decode_frame(data)
+        except FrameError as exc:
+            metrics.frames["invalid"] += 1
+            self.send_error(seq, exc.code, exc.message)
+            return
+        if isinstance(frame, Hello):
+            metrics.frames["hello"] += 1
+            if seq != 1:
+                self.send_error(
+                    seq, ErrorCode.INVALID_FRAME, "hello is only allowed as the first line"
+                )
+                return
+            self.acks, self.client = frame.acks, frame.client
+            return
+        metrics.frames[frame.kind] += 1
+        if intake.draining:
+            self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
+            return
+        ack = None
+        if self.acks == "all" or (self.acks == "terminal" and frame.kind in TERMINAL_KINDS):
+            ack = AckToken(self, seq)
+        try:
+            intake.table.handle(frame, self, ack, uid=self.peer.uid, seq=seq)
+        except StreamRejected as exc:
+            self.send_error(seq, exc.code, exc.message)
+            return
+        if ack is not None:
+            self.awaiting.add(seq)
+
+    # -- replies (model.ReplyTarget) -----------------------------------------------------
+
+    def send_ack(self, seq: int, partition: int, offset: int) -> None:
+        self._reply(encode_ack(seq, partition, offset))
+        self._answered(seq)
+
+    def send_error(self, seq: int, code: ErrorCode, message: str) -> None:
+        errors = self.intake.metrics.errors
+        errors[code] = errors.get(code, 0) + 1
+        self._reply(encode_error(seq, code, message))
+        self._answered(seq)
+
+    def _answered(self, seq: int) -> None:
+        self.awaiting.discard(seq)
+        if self.eof and not self.awaiting and not self.closed:
+            self.outlet.close()
+
+    def _reply(self, line: bytes) -> None:
+        if not self.closed:
+            self.outlet.write(line)
