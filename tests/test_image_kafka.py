@@ -255,5 +255,9 @@ async def test_image_runs_the_manifests_pod_streams_to_kafka_and_drains_on_sigte
         assert second[-1].headers["type"] == b"done"
         assert second[-1].headers["terminal_reason"] == b"shutdown"
         assert orjson.loads(second[-1].value or b"{}")["parent_task_message"]["id"] == "m2"
+        # The peer uid the sidecar read through the container boundary (SO_PEERCRED): ours.
+        for rec in first + second[:-1]:
+            assert rec.headers["writer_uid"] == str(os.getuid()).encode(), rec.headers
+        assert len({rec.headers["sidecar_instance"] for rec in records}) == 1
     finally:
         podman("rm", "-f", name, check=False)

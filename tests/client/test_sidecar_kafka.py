@@ -14,6 +14,7 @@ import pytest
 
 from sidecar.sink.kafka import ConsumedRecord, open_consumer
 from sidecar_client import Delivery, FrameRejected, NotDelivered, SidecarClient, open_sidecar
+from sidecar_client.reassemble import Reassembler
 from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import done, start, text_delta
@@ -96,12 +97,24 @@ async def test_sidecar_killed_and_restarted_under_a_streaming_client(
         if d.ack is not None:
             assert d.ack.exact
             by_record[(d.ack.partition, d.ack.offset)] += piece
-    records = {(r.partition, r.offset): r for r in await read_to_end(kafka_bootstrap, topic)}
+    consumed = await read_to_end(kafka_bootstrap, topic)
+    records = {(r.partition, r.offset): r for r in consumed}
     for where, text in by_record.items():
         assert where in records, f"acked at {where} but not in Kafka"
         assert text_of(records[where]) == text, where
-    # Two sidecar instances wrote; the later deltas of each stream went on after the restart.
-    assert any(piece.startswith("d") for d, piece in sent if d.ack is not None)
+    # Two sidecar instances wrote: each stream was resumed by the second (its seq counts
+    # from 0 again under the new `sidecar_instance`), which the reassembler takes as no
+    # gap; every stream then ended with the agent's done.
+    assert len({r.headers["sidecar_instance"] for r in consumed}) == 2
+    asm = Reassembler()
+    ended = [
+        s
+        for r in sorted(consumed, key=lambda r: (r.partition, r.offset))
+        if (s := asm.feed(r.value, r.headers, key=r.key, partition=r.partition, offset=r.offset))
+    ]
+    assert asm.violations == []
+    assert sorted(s.key for s in ended) == sorted(streams)
+    assert all(s.resumed == 1 and s.terminal_reason == "client" for s in ended)
 
 
 @pytest.mark.timeout(120)
