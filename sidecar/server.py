@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import platform
@@ -44,6 +45,16 @@ def build_info() -> dict[str, str]:
     except metadata.PackageNotFoundError:  # an embedded server on another sink
         aiokafka = "none"
     return {"version": __version__, "python": platform.python_version(), "aiokafka": aiokafka}
+
+
+def tune_gc() -> None:
+    """For the serving process (`sidecar run`): everything built at start-up (modules, the
+    loop, the producer) is permanent, so it is moved out of the collector's sight; the
+    data path allocates mostly short-lived, acyclic objects (decoded lines, records), so
+    young collections run every 20,000 allocations instead of 700. Measured at LLM pace
+    (bench/profile.py), collections were about a third of the sidecar's CPU."""
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 # What shutdown may spend past its deadline cancelling the sink and closing the ops
@@ -90,6 +101,7 @@ class Server:
         """Run until SIGTERM/SIGINT (or `should_exit`); returns the process exit code."""
         with self.capture_signals():
             await self.startup()
+            tune_gc()
             await self.should_exit.wait()
             return await self.shutdown()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 
 from testbed import create_topic
+from testbed.base import free_ports
 from testbed.kraft import KRaftCluster
 from testbed.process import start_sidecar
 from tests.conftest import NewTopic
@@ -141,3 +143,73 @@ async def test_sigterm_drains_ends_streams_and_exits_0(
     assert opened[-1].headers["terminal_reason"] == b"shutdown"
     assert delta_text(opened) == "first pending"
     assert got[("t2", "closed")][-1].headers["terminal_reason"] == b"client"
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith(field + ":"):
+            return int(row.split()[1])
+    raise KeyError(field)
+
+
+async def _gauge(port: int, name: str) -> float:
+    def get() -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body: bytes = resp.read()
+            return body
+
+    for row in (await asyncio.to_thread(get)).decode().splitlines():
+        if row.startswith(name + " "):
+            return float(row.split()[1])
+    raise KeyError(name)
+
+
+@pytest.mark.timeout(300)
+async def test_rss_growth_in_an_outage_stays_within_the_pending_limit(
+    tmp_path: Path, own_broker: KRaftCluster
+) -> None:
+    """A real `sidecar run` process: the broker stops, an agent writes 5x the limit, the
+    sidecar pauses it; its RSS has grown by at most 1.5x --max-pending-bytes (+ 8 MiB),
+    peak included. The broker returns and every delta arrives, in order."""
+    bs = own_broker.bootstrap_servers
+    topic = await create_topic(bs, name="rss", partitions=3)
+    limit = 16 << 20
+    (port,) = free_ports(1)
+    sock = tmp_path / "s.sock"
+    proc = await start_sidecar(
+        sock,
+        bs,
+        topic,
+        *("--max-pending-bytes", str(limit), "--flush-interval-ms", "0"),
+        *("--http-host", "127.0.0.1", "--http-port", str(port), "--log-level", "error"),
+    )
+    n = 40_000  # 2 KB deltas: ~80 MB, five times the limit
+    try:
+        c = await RawClient.connect(sock)
+        await c.send({"type": "hello", "acks": "terminal"}, full("warm", "up", "x"))
+        await c.read_replies(1, timeout=60)  # the producer is up and has delivered once
+        base = _status_kib(proc.pid, "VmRSS")
+        await asyncio.to_thread(own_broker.stop)
+        payload = b"".join(line(text_delta("t", "m", f"{i:06d}" + "x" * 2000)) for i in range(n))
+        writer = asyncio.create_task(c.send(start("t", "m"), payload, done("t", "m")))
+        # Another process: no event to wait on, so its ops endpoint is polled (bounded).
+        async with asyncio.timeout(120):
+            while await _gauge(port, "sidecar_backpressure") != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # give a broken bound the chance to show itself
+        assert not writer.done()  # the agent feels the backpressure
+        grown = (_status_kib(proc.pid, "VmHWM") - base) * 1024
+        assert grown <= 1.5 * limit + (8 << 20), f"RSS grew {grown >> 20} MiB"
+        await asyncio.to_thread(own_broker.start)
+        await asyncio.wait_for(writer, 180)
+        replies = await c.read_replies(2, timeout=180)
+        assert [r["type"] for r in replies] == ["ack", "ack"]
+        await c.aclose()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    records = await consume(bs, topic, n + 3, timeout=120)
+    recs = check_streams(records)[("t", "m")]
+    assert len(recs) == n + 2
+    texts = [orjson.loads(r.value or b"{}")["delta"]["text_delta"][:6] for r in recs[1:-1]]
+    assert texts == [f"{i:06d}" for i in range(n)]

@@ -143,7 +143,7 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
-_PACED_GROUPS = 10
+_PACED_SLOT = 25
 
 
 def _update(kind: str, key: StreamKey, **fields: Any) -> bytes:
@@ -183,9 +183,9 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
         await client.send_many(_update("start", k, content={"type": "text"}) for k in keys)
         piece = spec.piece()
         began = time.monotonic()
-        # Paced agents do not all write in the same millisecond: a connection's streams
-        # are spread over `_PACED_GROUPS` slots of each round (still one write per slot).
-        groups = min(len(keys), _PACED_GROUPS) if spec.rate else 1
+        # Paced agents do not all write in the same millisecond: a connection writes at
+        # most `_PACED_SLOT` streams' deltas at once, its other streams later in the round.
+        groups = math.ceil(len(keys) / _PACED_SLOT) if spec.rate else 1
         slots = [keys[g::groups] for g in range(groups)]
         for j in range(spec.deltas):
             for g, slot in enumerate(slots):

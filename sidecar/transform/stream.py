@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.model import ReplyTarget, StreamKey, TimerHandle
+from sidecar.model import ReplyTarget, StreamKey
 from sidecar.transform.merge import Pending
 
 
 class Stream:
     """Plain state, mutated only by the StreamTable.
 
-    Invariant: `timer` is armed exactly while `pending` is non-empty, so a stream with
-    nothing pending holds no timer, no task, nothing the event loop would wake for.
+    Invariant: `due` (the end of the coalescing window, in the table's flush-tick heap) is
+    set exactly while `pending` is non-empty, so a stream with nothing pending holds no
+    timer, no task, nothing the event loop would wake for.
     """
 
     __slots__ = (
+        "due",
         "index",
         "key",
         "last_active",
@@ -27,7 +29,6 @@ class Stream:
         "parent",
         "pending",
         "pending_chars",
-        "timer",
         "uid",
     )
 
@@ -41,13 +42,7 @@ class Stream:
         self.pending_chars = 0
         # When deltas last went out; None until the first delta (which goes out at once).
         self.last_flush: float | None = None
-        self.timer: TimerHandle | None = None
+        self.due: float | None = None  # when the window's pending deltas are flushed
         self.parent: Any = None  # the last parent_task_message, for a synthesized done
         self.index: Any = None  # the last update `index`, likewise
         self.last_active = now
-
-    def cancel_timer(self) -> None:
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()

@@ -5,9 +5,13 @@ Plain synchronous code driven by a `Clock` (the event loop) and emitting `Record
 `emit` in order. There is no task per stream, so nothing can be orphaned, left spinning,
 or cancelled half-way:
 
-- A stream with pending deltas holds one timer handle (at the end of its window); a
-  stream with nothing pending holds none. Idle expiry uses ONE table-wide timer, armed at
-  the earliest idle deadline only while some stream is open.
+- Coalescing windows share ONE table-wide flush tick: a stream with pending deltas has a
+  due time (the end of its window) in a heap, and the tick is armed at the earliest one
+  only while some window is open; when it runs it flushes every window that is due. Ticks
+  are at least a tenth of the flush interval apart, so a window may end up to that much
+  late, and thousands of windows cost a few hundred wake-ups a second, not one each.
+  Idle expiry uses ONE table-wide timer too, armed at the earliest idle deadline only
+  while some stream is open. With nothing pending and nothing open, no timer is armed.
 - A terminal flushes the stream's pending deltas and emits itself in the same call, then
   closes the stream, so "deltas in order, then exactly one terminal, then nothing" holds
   by construction, and no close path has an `await` a cancellation could land on.
@@ -29,8 +33,9 @@ the stream right there with a `done` (`delivery_failed`) that takes the failed r
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import OrderedDict
-from functools import partial
 from typing import Any
 
 import orjson
@@ -100,6 +105,14 @@ class StreamTable:
         self._pending_chars = 0
         self._idle_timer: TimerHandle | None = None
         self._idle_when = 0.0
+        # Open windows: (due, tie-break, stream); entries of windows flushed early stay
+        # until they come up and are skipped (their stream's `due` no longer matches).
+        self._windows: list[tuple[float, int, Stream]] = []
+        self._live_windows = 0
+        self._window_ids = itertools.count()
+        self._tick: TimerHandle | None = None
+        self._tick_at = 0.0
+        self._tick_gap = self._interval / 10
 
     @property
     def open_count(self) -> int:
@@ -118,8 +131,7 @@ class StreamTable:
     @property
     def armed_timers(self) -> int:
         """Timer handles the table holds now (diagnostics and tests; O(open streams))."""
-        n = sum(s.timer is not None for s in self._open.values())
-        return n + (self._idle_timer is not None)
+        return (self._tick is not None) + (self._idle_timer is not None)
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -140,14 +152,12 @@ class StreamTable:
         is produced or changed then.
         """
         now = self._clock.time()
-        if self._closed:
-            self._prune_closed(now)
         key = update.key
         kind = update.kind
         opened = self._open
         stream = opened.get(key)
         if stream is None:
-            if key in self._closed:
+            if self._closed and self._is_closed(key, now):
                 raise StreamRejected(
                     ErrorCode.STREAM_CLOSED, f"{_name(key)} has ended; no frame may follow"
                 )
@@ -218,15 +228,57 @@ class StreamTable:
         self._pending_chars += n
         if stream.pending_chars >= self._max_chars:
             self._flush(stream, now)
-        elif stream.timer is None:
-            stream.timer = self._clock.call_at(
-                last + interval, partial(self._on_flush_timer, stream)
-            )
+        elif stream.due is None:
+            self._open_window(stream, last + interval)
 
-    def _on_flush_timer(self, stream: Stream) -> None:
-        stream.timer = None
-        if self._open.get(stream.key) is stream:  # always so: closing cancels the timer
-            self._flush(stream, self._clock.time())
+    # -- the flush tick -----------------------------------------------------------------
+
+    def _open_window(self, stream: Stream, due: float) -> None:
+        stream.due = due
+        self._live_windows += 1
+        heapq.heappush(self._windows, (due, next(self._window_ids), stream))
+        tick = self._tick
+        if tick is None:
+            self._arm_tick(due)
+        elif due < self._tick_at:
+            tick.cancel()
+            self._arm_tick(due)
+
+    def _close_window(self, stream: Stream) -> None:
+        if stream.due is None:
+            return
+        stream.due = None
+        self._live_windows -= 1
+        if not self._live_windows:
+            # Nothing pending anywhere: no tick, and no stale entries left behind.
+            self._windows.clear()
+            self._cancel_tick()
+
+    def _arm_tick(self, when: float) -> None:
+        self._tick_at = when
+        self._tick = self._clock.call_at(when, self._on_tick)
+
+    def _cancel_tick(self) -> None:
+        tick = self._tick
+        if tick is not None:
+            self._tick = None
+            tick.cancel()
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        now = self._clock.time()
+        # Run a hair early (loop clock resolution) counts as on time; see _on_idle_timer.
+        limit = max(now, self._tick_at)
+        windows = self._windows
+        opened = self._open
+        while windows and windows[0][0] <= limit:
+            due, _, stream = heapq.heappop(windows)
+            if stream.due == due and opened.get(stream.key) is stream:
+                self._flush(stream, now)
+        while windows and windows[0][2].due != windows[0][0]:
+            heapq.heappop(windows)  # flushed early: drop before choosing the next tick
+        if windows and self._tick is None:
+            self._arm_tick(max(windows[0][0], now + self._tick_gap))
 
     # -- ending streams ---------------------------------------------------------------------
 
@@ -317,8 +369,11 @@ class StreamTable:
     def close(self) -> None:
         """Cancel every armed timer: the owner's last step, after end_all. Pending deltas
         of streams still open (none after end_all) are not flushed."""
+        self._windows.clear()
+        self._live_windows = 0
         for stream in self._open.values():
-            stream.cancel_timer()
+            stream.due = None
+        self._cancel_tick()
         self._cancel_idle()
 
     def _end(self, stream: Stream, reason: TerminalReason, now: float) -> None:
@@ -330,7 +385,7 @@ class StreamTable:
     # -- internals --------------------------------------------------------------------------
 
     def _flush(self, stream: Stream, now: float) -> None:
-        stream.cancel_timer()
+        self._close_window(stream)
         pending = stream.pending
         if not pending:
             return
@@ -350,7 +405,7 @@ class StreamTable:
     def _drop_pending(self, stream: Stream, reason: str) -> None:
         """Discard what the window holds (after a hole it must not go out); the lines
         that wanted an ack hear why."""
-        stream.cancel_timer()
+        self._close_window(stream)
         pending, stream.pending = stream.pending, []
         self._pending_chars -= stream.pending_chars
         stream.pending_chars = 0
@@ -382,11 +437,13 @@ class StreamTable:
         self._emit(record)
 
     def _close(self, stream: Stream, now: float) -> None:
-        stream.cancel_timer()
+        self._close_window(stream)
         key = stream.key
         del self._open[key]
         self._disown(stream)
         if self._closed_ttl > 0:
+            if self._closed:
+                self._prune_closed(now)  # amortized: each key is pruned once
             self._closed[key] = now
         if not self._open:
             self._cancel_idle()  # nothing left to expire: no timer at all
@@ -397,6 +454,17 @@ class StreamTable:
             owned.pop(stream.key, None)
             if not owned:
                 del self._by_owner[stream.owner]
+
+    def _is_closed(self, key: StreamKey, now: float) -> bool:
+        """Closed less than the TTL ago. Expired keys are pruned when streams close and
+        on the idle sweep, not on every frame; one met here is forgotten now."""
+        at = self._closed.get(key)
+        if at is None:
+            return False
+        if at > now - self._closed_ttl:
+            return True
+        del self._closed[key]
+        return False
 
     def _prune_failed(self, now: float) -> None:
         failed = self._failed

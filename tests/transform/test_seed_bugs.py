@@ -28,9 +28,9 @@ def test_idle_streams_cost_nothing_fake_clock() -> None:
         h.send(start("t", f"m{i}"))
         h.send(delta("t", f"m{i}", "first"))  # flushed at once: nothing pending
     for i in range(0, N, 2):
-        h.send(delta("t", f"m{i}", "second"))  # held: a flush timer for half of them
-    assert h.clock.armed == N // 2 + 1
-    h.clock.advance(0.05)  # each window flushes once, and its timer is gone
+        h.send(delta("t", f"m{i}", "second"))  # held: a window for half of them
+    assert h.clock.armed == 2  # ONE flush tick for every held window, and the idle sweep
+    h.clock.advance(0.05)  # each window flushes once, and the tick is gone
     assert h.table.open_count == N
     assert h.clock.armed == 1  # the one idle sweep, for all of them
     fired = h.clock.fired
@@ -71,10 +71,10 @@ async def test_idle_streams_cost_nothing_on_a_real_loop() -> None:
         table.handle(update(delta("t", f"m{i}", "x")), owner, None)
         table.handle(update(delta("t", f"m{i}", "y")), owner, None)  # held in the window
     # Usually every "y" is held; one whose window had already passed (a slow machine)
-    # is flushed at once and needs no timer. Either way: one timer per held window.
+    # is flushed at once. Either way: one flush tick for all the held windows.
     held = 3 * N - len(records)
     assert held > 0
-    assert live_timers(loop) - before == held + 1  # plus the one idle sweep
+    assert live_timers(loop) - before == 2  # the flush tick and the one idle sweep
     async with asyncio.timeout(10):
         await all_flushed.wait()  # the windows close
     assert live_timers(loop) - before <= 1  # only the idle sweep is left
@@ -109,9 +109,10 @@ def test_idle_sweep_and_closed_keys_are_linear_not_quadratic() -> None:
     t0 = time.process_time()
     h.clock.advance(300)  # one sweep ends all n
     h.clock.advance(2)
-    h.send(start("t", "next"))  # prunes n closed keys
+    h.send(start("t", "next"))
+    h.send(done("t", "next"))  # a stream closing prunes the n expired closed keys
     sweeping = time.process_time() - t0
-    assert (h.table.open_count, h.table.closed_count) == (1, 0)
+    assert (h.table.open_count, h.table.closed_count) == (0, 1)
     assert sweeping < 3 * opening + 0.05, (sweeping, opening)
 
 
