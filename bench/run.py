@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import itertools
 import os
 import platform
 import shutil
@@ -256,8 +257,9 @@ def kcat_version(kcat: str | None) -> str | None:
     if kcat is None:
         return None
     out = subprocess.run([kcat, "-V"], capture_output=True, text=True, check=False).stdout
-    for word in out.split():
-        if word[:1].isdigit():
+    words = out.split()
+    for before, word in itertools.pairwise(words):
+        if before == "Version":
             return word
     return "unknown"
 
