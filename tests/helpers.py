@@ -125,6 +125,14 @@ def watch_pause(server: Server) -> asyncio.Event:
     return paused
 
 
+async def until_kafka_state(server: Server, reason: str | None, timeout: float = 60) -> None:
+    """Wait until the server has logged Kafka's state as `reason` (None: taking records)."""
+    async with asyncio.timeout(timeout):
+        while server.kafka_seen != reason:
+            server.kafka_changed.clear()
+            await server.kafka_changed.wait()
+
+
 async def until_partition(
     bootstrap: str, topic: str, ok: Callable[[Partition], bool], what: str, timeout: float = 60
 ) -> Partition:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from tests.helpers import (
     open_server,
     start,
     text_delta,
+    until_kafka_state,
     watch_pause,
 )
 from tests.test_e2e_kafka import check_streams, consume, delta_text, open_agent
@@ -65,8 +68,11 @@ async def test_outage_loses_duplicates_and_reorders_nothing(
 
 @pytest.mark.timeout(240)
 async def test_memory_bounded_and_backpressure_while_kafka_is_down(
-    tmp_path: Path, own_broker: KRaftCluster
+    tmp_path: Path, own_broker: KRaftCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Kafka lost mid-stream and back: memory stays bounded, reads pause (and the paused
+    time is counted), one log line when Kafka is lost and one when it is back."""
+    caplog.set_level(logging.INFO, logger="sidecar")
     bs = own_broker.bootstrap_servers
     topic = await create_topic(bs, name="bounded", partitions=3)
     limit = 256 * 1024
@@ -74,18 +80,30 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
         tmp_path, bootstrap_servers=bs, topic=topic, max_pending_bytes=limit, flush_interval_ms=0
     )
     n = 2000  # ~4 MB of deltas, 16x the limit
+    paused_seconds = "sidecar_backpressure_seconds_total"
     async with open_server(config, kafka=True) as server:
         c = await RawClient.connect(config.socket)
         await c.send({"type": "hello", "acks": "terminal"}, start("t", "m"))
+        # Mid-stream: the producer is up and has delivered the stream's start.
+        async with asyncio.timeout(60):
+            while server.metrics.produced["start"] < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         await asyncio.to_thread(own_broker.stop)
         payload = b"".join(line(text_delta("t", "m", f"{i:05d}" + "x" * 2000)) for i in range(n))
         paused = watch_pause(server)
         writer = asyncio.create_task(c.send(payload, done("t", "m")))
         await asyncio.wait_for(paused.wait(), 60)
+        before = server.metrics.sample(paused_seconds)
         await asyncio.sleep(0.5)  # give a broken bound the chance to show itself
         assert server.sink.pending_bytes < limit + 512 * 1024
         assert not writer.done()  # the agent feels the backpressure
+        # Nothing is acknowledged: after stall_after seconds the server says Kafka is lost.
+        await until_kafka_state(server, "not_acknowledging")
+        assert server.sink.paused
+        during = server.metrics.sample(paused_seconds)
+        assert during > before and during > 0  # counted while paused, the pause so far too
         await asyncio.to_thread(own_broker.start)
+        await until_kafka_state(server, None)
         await asyncio.wait_for(writer, 120)
         # Everything is read and delivered once the terminal is acked (reads resume and
         # pause again while the socket still holds the end of the payload).
@@ -93,7 +111,21 @@ async def test_memory_bounded_and_backpressure_while_kafka_is_down(
         assert ack["type"] == "ack"
         await asyncio.wait_for(server.sink.flush(), 120)
         assert not server.hub.paused
+        after = server.metrics.sample(paused_seconds)
+        assert after >= during
+        await asyncio.sleep(0.2)  # give a counter that runs on after the resume the chance
+        assert server.metrics.sample(paused_seconds) == after
         await c.aclose()
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("sidecar")]
+    lost = [s for s in said if s.startswith("Kafka unavailable")]
+    back = [s for s in said if s.startswith("Kafka is taking records again")]
+    assert len(lost) == 1, lost  # once, not once per retry or per check
+    assert len(back) == 1, back
+    waiting = re.compile(r"; [1-9]\d* records \(\d+ bytes\) waiting")
+    assert lost[0].startswith("Kafka unavailable: not_acknowledging"), lost
+    assert waiting.search(lost[0]), lost  # the deltas held while Kafka is away
+    assert back[0].startswith("Kafka is taking records again (was not_acknowledging); "), back
+    assert re.search(r"; \d+ records \(\d+ bytes\) waiting", back[0]), back
     records = await consume(bs, topic, n + 2)
     (recs,) = check_streams(records).values()
     assert len(recs) == n + 2

@@ -17,11 +17,18 @@ from typing import Any
 import pytest
 
 from sidecar.config import Config
-from sidecar.server import Server
 from sidecar.sink.kafka import inspect_topic
 from testbed.secure import PASSWORD, USER, SecureBroker, unsecured_jwt
 from testbed.topics import create_topic
-from tests.helpers import RawClient, done, make_config, open_server, start, text_delta
+from tests.helpers import (
+    RawClient,
+    done,
+    make_config,
+    open_server,
+    start,
+    text_delta,
+    until_kafka_state,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -38,14 +45,6 @@ def secure() -> Iterator[SecureBroker]:
 @pytest.fixture(scope="module")
 def topic(secure: SecureBroker) -> str:
     return asyncio.run(create_topic(secure.bootstrap_servers, partitions=2))
-
-
-async def until_kafka_state(server: Server, reason: str, timeout: float = 60) -> None:
-    """Wait until the server has logged Kafka's state as `reason`."""
-    async with asyncio.timeout(timeout):
-        while server.kafka_seen != reason:
-            server.kafka_changed.clear()
-            await server.kafka_changed.wait()
 
 
 def secret_file(tmp_path: Path, name: str, text: str) -> Path:

@@ -182,11 +182,25 @@ async def test_backpressure_pauses_reading_until_kafka_catches_up(tmp_path: Path
         # Bounded: reading stopped within one socket read of the limit.
         assert limit < sink.pending_bytes < limit + 512 * 1024
         assert sink.pending_records < n
+        # The paused time is counted while the pause lasts (on the loop's clock).
+        before = server.metrics.sample(PAUSED_SECONDS)
+        await asyncio.sleep(0.2)
+        assert server.hub.paused  # still: nothing was acknowledged
+        during = server.metrics.sample(PAUSED_SECONDS)
+        assert during - before >= 0.19
         sink.release()
         await c.writer.drain()
         await sink.wait_for(lambda s: len(s.records) == n, timeout=30)
         assert not sink.paused  # reading resumed (the hub follows the sink)
+        # ... and no longer once reads resumed.
+        after = server.metrics.sample(PAUSED_SECONDS)
+        assert after >= during
+        await asyncio.sleep(0.1)
+        assert server.metrics.sample(PAUSED_SECONDS) == after
         await c.aclose()
+
+
+PAUSED_SECONDS = "sidecar_backpressure_seconds_total"
 
 
 async def test_shutdown_ends_streams_and_removes_socket(tmp_path: Path) -> None:
