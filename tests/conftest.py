@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 import pytest
 
 from testbed import Broker, BrokerUnavailable, create_topic, obtain_broker
+from testbed.kraft import KRaftCluster
 from tests.users import other_user  # noqa: F401 (a fixture, shared by the security tests)
 
 NewTopic = Callable[..., Awaitable[str]]
@@ -27,6 +28,17 @@ def kafka_broker() -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: Broker) -> str:
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[KRaftCluster]:
+    """A broker of the requesting module's own, always local: its tests stop and restart it,
+    so the session broker (and every other module) is never disturbed."""
+    cluster = KRaftCluster(1)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -24,16 +24,6 @@ from tests.test_e2e_kafka import consume
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[KRaftCluster]:
-    """A broker of this module's own: these tests stop it."""
-    cluster = KRaftCluster(1)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
 @pytest.fixture
 def broker_up(own_broker: KRaftCluster) -> Iterator[KRaftCluster]:
     """The module's broker, serving at the start of the test and again after it."""

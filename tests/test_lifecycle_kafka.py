@@ -7,7 +7,6 @@ import logging
 import re
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -33,16 +32,6 @@ from tests.helpers import (
 from tests.test_e2e_kafka import check_streams, consume, delta_text, open_agent
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[KRaftCluster]:
-    """A broker of this module's own, always local: these tests stop and restart it."""
-    cluster = KRaftCluster(1)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.mark.timeout(240)
