@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from typing import get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,23 +30,19 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from sidecar.model import TerminalReason
+from sidecar_client.protocol.replies import ErrorCode
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _DELTAS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
 
 FRAME_TYPES = ("hello", "start", "delta", "full", "done", "invalid")
 RECORD_TYPES = ("start", "delta", "full", "done")
-ERROR_CODES = (
-    "invalid_json",
-    "invalid_frame",
-    "frame_too_large",
-    "stream_exists",
-    "stream_closed",
-    "delivery_failed",
-    "stream_owned",
-    "shutting_down",
-)
+# Label values come from the types that define them, so a new code or reason is a
+# pre-initialised series without a second list to keep in step.
+ERROR_CODES = tuple(code.value for code in ErrorCode)
 ACCEPT_ERRORS = ("fd_exhausted", "out_of_memory", "other")
-TERMINAL_REASONS = ("client", "disconnect", "idle_timeout", "shutdown", "delivery_failed")
+TERMINAL_REASONS: tuple[str, ...] = get_args(TerminalReason)
 
 
 class Histo:

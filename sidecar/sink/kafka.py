@@ -371,7 +371,7 @@ class KafkaSink(SinkBase):
         hit = self._keys.get(task_id)
         if hit is None:
             key = task_id.encode()
-            hit = (int(murmur2(key) & 0x7FFFFFFF) % len(self._lanes), key)
+            hit = (partition_for(task_id, len(self._lanes)), key)  # once per task: cached
             cost = len(key) * 2 + _PARTITION_ENTRY_OVERHEAD
             if self._keys_bytes + cost > _PARTITION_CACHE_BYTES:
                 self._keys.clear()
