@@ -53,6 +53,10 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.closed = False
+        # Backpressure came while this connection was in the middle of a line: it reads on
+        # until line `finish_seq` is complete, then pauses (see pause()).
+        self.finishing = False
+        self.finish_seq = 0
 
     @property
     def metrics(self) -> Metrics:
@@ -84,17 +88,40 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.received_bytes += len(data)
-        if self.session is not None:
-            self.session.receive_data(data)
+        session = self.session
+        if session is None:
+            return
+        framer = session.framer
+        before = framer.buffered
+        session.receive_data(data)
+        held = framer.buffered - before
+        if held:
+            # The unfinished line is charged to the memory budget (once per read).
+            self.intake.budget.partial_lines += held
+            self.intake.pressure()
+        if self.finishing and self.hub.paused:
+            self.pause()
 
     def eof_received(self) -> bool:
-        return self.session.receive_eof() if self.session is not None else False
+        if self.session is None:
+            return False
+        self._drop_partial()
+        return self.session.receive_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.session is not None:
+            self._drop_partial()
             self.session.connection_lost()
             self.hub.unregister(self)
+
+    def _drop_partial(self) -> None:
+        """The session discards a partial line at the end of input: uncharge it."""
+        assert self.session is not None
+        held = self.session.framer.buffered
+        if held:
+            self.intake.budget.partial_lines -= held
+            self.intake.pressure()
 
     # -- the session's outlet ------------------------------------------------------------
 
@@ -116,12 +143,32 @@ class Connection(asyncio.Protocol):
     # -- the hub's controls --------------------------------------------------------------
 
     def pause(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+        """Backpressure: stop reading. A connection in the middle of a line reads on
+        until that line is complete: its half line is charged to the budget, and paused,
+        it could never finish, so many half lines would hold every reader paused."""
+        if self.transport is None or self.closed:
+            return
+        if self.session is not None:
+            framer = self.session.framer
+            if not self.finishing and framer.buffered:
+                self.finishing = True
+                self.finish_seq = framer.seq + 1
+                return
+            if self.finishing and framer.seq < self.finish_seq:
+                return
+        self.finishing = False
+        self.transport.pause_reading()
 
     def resume(self) -> None:
+        self.finishing = False
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+    @property
+    def reply_bytes(self) -> int:
+        """Replies written and not yet taken by the client (at most --max-reply-bytes)."""
+        t = self.transport
+        return t.get_write_buffer_size() if t is not None and not self.closed else 0
 
     def _refuse_no_fds(self, fd: int) -> None:
         self.metrics.accept_errors["fd_exhausted"] += 1
