@@ -69,11 +69,17 @@ class Budget:
         "partition_cache",
         "pending_records",
         "reply_buffers",
+        "stashed",
     )
 
     def __init__(self) -> None:
         self.open_streams = 0
         self.partial_lines = 0
+        # Bytes read past a line that a connection finished under backpressure, held until
+        # reads resume (at most one read per connection). Reported with partial lines but
+        # not charged: they can only go once reads resume, so charging them would hold
+        # the pause forever.
+        self.stashed = 0
         self.closed_streams = 0
         # Kinds whose owners keep the count themselves, read when asked (the server wires
         # them): the sink's pending bytes, the transports' write buffers, the cache.
@@ -86,7 +92,7 @@ class Budget:
         return {
             "pending_records": self.pending_records(),
             "open_streams": self.open_streams,
-            "partial_lines": self.partial_lines,
+            "partial_lines": self.partial_lines + self.stashed,
             "closed_streams": self.closed_streams,
             "reply_buffers": self.reply_buffers(),
             "partition_cache": self.partition_cache(),

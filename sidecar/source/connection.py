@@ -54,9 +54,10 @@ class Connection(asyncio.Protocol):
         self.session: Session | None = None
         self.closed = False
         # Backpressure came while this connection was in the middle of a line: it reads on
-        # until line `finish_seq` is complete, then pauses (see pause()).
+        # until that line is complete, then pauses (see pause()); what it read past the
+        # line's end waits in `stash` until reads resume.
         self.finishing = False
-        self.finish_seq = 0
+        self.stash = b""
 
     @property
     def metrics(self) -> Metrics:
@@ -88,6 +89,18 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.received_bytes += len(data)
+        if self.finishing:
+            # Only the end of the unfinished line; the rest waits for reads to resume.
+            end = data.find(b"\n") + 1
+            if 0 < end < len(data):
+                self.stash = data[end:]
+                self.intake.budget.stashed += len(self.stash)
+                data = data[:end]
+        self._receive(data)
+        if self.finishing:
+            self.pause()
+
+    def _receive(self, data: bytes) -> None:
         session = self.session
         if session is None:
             return
@@ -99,8 +112,6 @@ class Connection(asyncio.Protocol):
             # The unfinished line is charged to the memory budget (once per read).
             self.intake.budget.partial_lines += held
             self.intake.pressure()
-        if self.finishing and self.hub.paused:
-            self.pause()
 
     def eof_received(self) -> bool:
         if self.session is None:
@@ -118,6 +129,8 @@ class Connection(asyncio.Protocol):
     def _drop_partial(self) -> None:
         """The session discards a partial line at the end of input: uncharge it."""
         assert self.session is not None
+        self.intake.budget.stashed -= len(self.stash)
+        self.stash = b""
         held = self.session.framer.buffered
         if held:
             self.intake.budget.partial_lines -= held
@@ -144,24 +157,36 @@ class Connection(asyncio.Protocol):
 
     def pause(self) -> None:
         """Backpressure: stop reading. A connection in the middle of a line reads on
-        until that line is complete: its half line is charged to the budget, and paused,
-        it could never finish, so many half lines would hold every reader paused."""
+        until that line is complete (and no further: see data_received): its half line
+        is charged to the budget, and paused, it could never finish, so many half lines
+        would hold every reader paused."""
         if self.transport is None or self.closed:
             return
-        if self.session is not None:
-            framer = self.session.framer
-            if not self.finishing and framer.buffered:
-                self.finishing = True
-                self.finish_seq = framer.seq + 1
-                return
-            if self.finishing and framer.seq < self.finish_seq:
-                return
+        if self.session is not None and self.session.framer.buffered:
+            self.finishing = True
+            return
         self.finishing = False
         self.transport.pause_reading()
 
     def resume(self) -> None:
         self.finishing = False
-        if self.transport is not None and not self.closed:
+        if self.transport is None or self.closed:
+            return
+        if self.stash:
+            # Soon, not now: handling it may pause the hub again while it resumes the rest.
+            asyncio.get_running_loop().call_soon(self._replay)
+        else:
+            self.transport.resume_reading()
+
+    def _replay(self) -> None:
+        """Handle what was read past a line finished under backpressure, then read on."""
+        if self.transport is None or self.closed or self.hub.paused or not self.stash:
+            return
+        data, self.stash = self.stash, b""
+        self.intake.budget.stashed -= len(data)
+        self._receive(data)
+        if self.finishing or not self.hub.paused:
+            # Paused again mid-line: read on to finish it (data_received cuts there).
             self.transport.resume_reading()
 
     @property

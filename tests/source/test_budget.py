@@ -73,8 +73,9 @@ async def test_partial_lines_count_and_their_writers_finish_them_when_paused(
 ) -> None:
     """Three connections each hold 60 KB of an unfinished line: together past a 128 KiB
     limit, so reads pause. A paused connection could never finish its line, so the three
-    read on until their lines are complete (no deadlock); a fourth, at a line boundary,
-    waits until reads resume. Every line is answered."""
+    read on until their lines are complete (no deadlock), and no further: what came
+    after a line's end waits for reads to resume; a fourth connection, at a line
+    boundary, waits too. Every line is answered, in order."""
     limit = 128 << 10
     sink = MemorySink(max_pending_bytes=limit)
     async with open_server(make_config(tmp_path), sink) as server:
@@ -89,10 +90,11 @@ async def test_partial_lines_count_and_their_writers_finish_them_when_paused(
         await asyncio.wait_for(paused.wait(), 10)
         assert server.metrics.sample(HELD, kind="partial_lines") >= 3 * 60_000 - 3 * 64
         await idle.send(full("t", "idle", "y"))  # not read while paused
-        for w, raw in zip(writers, lines, strict=True):
-            await w.send(raw[60_000:])
+        for i, (w, raw) in enumerate(zip(writers, lines, strict=True)):
+            await w.send(raw[60_000:] + orjson.dumps(full("t", f"next{i}", "z")) + b"\n")
         for w in writers:
-            assert (await w.read_replies(1, timeout=10))[0]["type"] == "ack"
+            replies = await w.read_replies(2, timeout=10)
+            assert [(r["type"], r["seq"]) for r in replies] == [("ack", 2), ("ack", 3)]
         assert (await idle.read_replies(1, timeout=10))[0]["type"] == "ack"
         assert server.metrics.sample(HELD, kind="partial_lines") == 0
         assert not sink.paused
