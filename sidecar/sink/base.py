@@ -113,6 +113,8 @@ class SinkBase:
     # -- intake (synchronous: called by the coalescer, never blocks) ------------------
 
     def submit(self, record: Record) -> None:
+        if record.terminal_reason is not None:
+            self.metrics.streams_ended[record.terminal_reason] += 1
         record.submitted_at = self.clock()
         n = len(record.acks)  # footprint(), inline: this runs for every record
         size = RECORD_OVERHEAD + len(record.value) + self._accept(record)

@@ -64,6 +64,7 @@ class Outlet(Protocol):
 class Session:
     def __init__(self, peer: Peer, intake: Intake, outlet: Outlet) -> None:
         self.peer = peer
+        self.uid = peer.uid
         self.intake = intake
         self.outlet = outlet
         self.framer = LineFramer(intake.max_frame_bytes)
@@ -155,7 +156,7 @@ class Session:
         if acks != "none" and (acks == "all" or kind in TERMINAL_KINDS):
             ack = AckToken(self, seq)
         try:
-            intake.table.handle(frame, self, ack, uid=self.peer.uid, seq=seq, now=now)
+            intake.table.handle(frame, self, ack, self.uid, seq, now)  # positional: hot
         except StreamRejected as exc:
             self.send_error(seq, exc.code, exc.message)
             return

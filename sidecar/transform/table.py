@@ -144,7 +144,6 @@ class StreamTable:
         update: Update,
         owner: ReplyTarget,
         ack: AckToken | None,
-        *,
         uid: int = 0,
         seq: int = 0,
         now: float | None = None,
@@ -407,6 +406,27 @@ class StreamTable:
         stream.pending_chars = 0
         stream.last_flush = now
         emit = self._emit
+        if len(pending) == 1:  # the usual window at an LLM's pace: one line, as sent
+            update, ack = pending[0]
+            key = stream.key
+            emit(
+                Record(
+                    key[0],
+                    key[1],
+                    "delta",
+                    update.raw,
+                    stream.next_seq,
+                    None,
+                    (ack,) if ack is not None else (),
+                    1,
+                    None,
+                    stream.uid,
+                    stream.owner,
+                    stream.last_seq,
+                )
+            )
+            stream.next_seq += 1
+            return
         for run in runs(pending):
             emit(
                 delta_record(
