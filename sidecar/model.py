@@ -130,11 +130,13 @@ class Record:
 
     def headers(self, instance: bytes = b"") -> list[tuple[str, bytes]]:
         """The record's Kafka headers; `instance` is the `sidecar_instance` of this run."""
+        seq = self.stream_seq
+        uid = self.writer_uid
         hs = [
             _KIND_HEADERS[self.kind],
             ("message_id", self.message_id.encode()),
-            ("seq", str(self.stream_seq).encode()),
-            ("writer_uid", str(self.writer_uid).encode()),
+            ("seq", _SEQS[seq] if seq < _SMALL else str(seq).encode()),
+            ("writer_uid", _UIDS.get(uid) or _uid_header(uid)),
             ("sidecar_instance", instance),
         ]
         if self.terminal_reason is not None:
@@ -143,6 +145,20 @@ class Record:
 
 
 _KIND_HEADERS = {k: ("type", k.encode()) for k in ("start", "delta", "full", "done")}
+# Header values made once instead of per record: small seqs, and the uids seen (a pod
+# has a handful; the cache stops growing at 1,024).
+_SMALL = 1024
+_SEQS = [str(n).encode() for n in range(_SMALL)]
+_UIDS: dict[int, bytes] = {}
+
+
+def _uid_header(uid: int) -> bytes:
+    value = str(uid).encode()
+    if len(_UIDS) < 1024:
+        _UIDS[uid] = value
+    return value
+
+
 _REASON_HEADERS = {
     r: ("terminal_reason", r.encode())
     for r in ("client", "disconnect", "idle_timeout", "shutdown", "delivery_failed")

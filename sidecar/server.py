@@ -120,7 +120,7 @@ class Server:
         sink.instance = self.instance.encode()
         self.table = StreamTable(
             clock=loop,
-            emit=self._emit,
+            emit=sink.submit,  # straight to the outbox: no hop per record
             flush_interval=cfg.flush_interval,
             max_buffered_chars=cfg.max_buffered_chars,
             closed_ttl=cfg.closed_stream_ttl,
@@ -331,11 +331,6 @@ class Server:
     def sink(self) -> SinkBase:
         assert self._sink is not None, "startup() creates the sink"
         return self._sink
-
-    def _emit(self, record: Record) -> None:
-        if record.terminal_reason is not None:
-            self.metrics.streams_ended[record.terminal_reason] += 1
-        self.sink.submit(record)
 
     def _on_pressure(self, paused: bool) -> None:
         """Backpressure from the sink. On resume, terminals of streams ended while paused

@@ -122,8 +122,13 @@ class SinkBase:
     # -- intake (synchronous: called by the coalescer, never blocks) ------------------
 
     def submit(self, record: Record) -> None:
+        if record.terminal_reason is not None:
+            self.metrics.streams_ended[record.terminal_reason] += 1
         record.submitted_at = self.clock()
-        size = footprint(record) + self._accept(record)
+        n = len(record.acks)  # footprint(), inline: this runs for every record
+        size = RECORD_OVERHEAD + len(record.value) + self._accept(record)
+        if n:
+            size += n * ACK_OVERHEAD + ACKS_LIST_OVERHEAD
         record.size = size
         self._pending[id(record)] = record
         self.pending_bytes += size
@@ -190,18 +195,28 @@ class SinkBase:
         return self._paused_total + now
 
     def delivered(self, record: Record, partition: int, offset: int) -> None:
-        self._settle(record)
+        self.delivered_batch([record], partition, offset)
+
+    def delivered_batch(self, records: list[Record], partition: int, base: int) -> None:
+        """Kafka acknowledged `records`, in order, at offsets from `base`."""
         m = self.metrics
-        m.produced_bytes += len(record.value)
-        m.produced[record.kind] += 1
+        produced = m.produced
+        deltas_per_record = m.deltas_per_record.observe
+        delivery_latency = m.delivery_latency.observe
         now = self.clock()
-        if record.deltas:
-            m.deltas_per_record.observe(record.deltas)
-        m.delivery_latency.observe(now - record.submitted_at)
-        if record.first_delta_at is not None:
-            m.first_delta_latency.observe(now - record.first_delta_at)
-        for token in record.acks:
-            token.target.send_ack(token.seq, partition, offset)
+        offset = base
+        for record in records:
+            self._settle(record)
+            m.produced_bytes += len(record.value)
+            produced[record.kind] += 1
+            if record.deltas:
+                deltas_per_record(record.deltas)
+            delivery_latency(now - record.submitted_at)
+            if record.first_delta_at is not None:
+                m.first_delta_latency.observe(now - record.first_delta_at)
+            for token in record.acks:
+                token.target.send_ack(token.seq, partition, offset)
+            offset += 1
 
     def failed(self, record: Record, reason: str) -> None:
         self._settle(record)

@@ -346,7 +346,8 @@ class KafkaSink(SinkBase):
             self.queue.append(record)
             self._wakeup.set()
             return len(record.value) + len(record.task_id)
-        partition, key = self.key_of(record.task_id)
+        hit = self._keys.get(record.task_id)
+        partition, key = hit if hit is not None else self.key_of(record.task_id)
         # The batch overhead and the headers (type, seq, reason) besides the message id.
         size = len(record.value) + len(key) + len(record.message_id) + _RECORD_OVERHEAD
         if size > self.config.max_request_bytes:
@@ -366,6 +367,19 @@ class KafkaSink(SinkBase):
     def _on_tick(self) -> None:
         self._tick = None
         self._wakeup.set()
+
+    def _linger_from(self, since: float) -> None:
+        """A lane just freed has records waiting in an open batch: it goes out when its
+        first record has lingered `--linger-ms`, with whatever joined it by then, not at
+        once. Sending at once would make every partition a stream of tiny batches paced
+        by the broker's round trip; a batch costs far more than a record to send."""
+        if self._tick is not None:
+            return  # the armed tick sends it (it was armed at most a linger ago)
+        delay = since + self._linger - self.clock()
+        if delay <= 0:
+            self._wakeup.set()
+        else:
+            self._tick = asyncio.get_running_loop().call_later(delay, self._on_tick)
 
     def new_builder(self) -> BatchBuilder:
         return BatchBuilder(self.config.max_batch_bytes, self._compression)
@@ -451,17 +465,17 @@ class KafkaSink(SinkBase):
         if lane.inflight is not records:
             return  # given up on at a producer stop, and requeued already
         lane.inflight = lane.future = None
-        if lane.has_waiting or self._refused:
-            self._wakeup.set()  # the lane is free for its next batch
+        if self._refused or lane.ready:
+            self._wakeup.set()  # a full batch (or a refusal) need not wait for the linger
+        elif lane.records:
+            self._linger_from(lane.records[0].submitted_at)
         exc: BaseException | None
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
-            base = fut.result().offset
             self.kafka_up = True
-            number = lane.number
-            for i, record in enumerate(records):
+            for record in records:
                 record.solo = False
-                self.delivered(record, number, base + i)
+            self.delivered_batch(records, lane.number, fut.result().offset)
             return
         if isinstance(exc, MessageSizeTooLargeError) and (len(records) > 1 or not records[0].solo):
             # The broker refuses a whole batch for one oversized record; like the Java

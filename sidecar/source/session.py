@@ -28,7 +28,6 @@ from sidecar_client.protocol import (
     ErrorCode,
     FrameError,
     LineFramer,
-    Oversize,
     decode_frame,
     encode_ack,
     encode_error,
@@ -71,6 +70,7 @@ class Outlet(Protocol):
 class Session:
     def __init__(self, peer: Peer, intake: Intake, outlet: Outlet) -> None:
         self.peer = peer
+        self.uid = peer.uid
         self.intake = intake
         self.outlet = outlet
         self.framer = LineFramer(intake.max_frame_bytes)
@@ -90,16 +90,24 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Handle every complete line in `data`, in order."""
-        for event in self.framer.feed(data):
-            if isinstance(event, Oversize):
+        seq = self.framer.seq
+        items = self.framer.split(data)
+        if not items:
+            return
+        # One clock reading for the whole read: its lines arrived together.
+        now = self.intake.table.now()
+        handle = self._handle_line
+        for item in items:
+            seq += 1
+            if type(item) is bytes:
+                handle(seq, item, now)
+            else:
                 self.intake.metrics.frames["invalid"] += 1
                 self.send_error(
-                    event.seq,
+                    seq,
                     ErrorCode.FRAME_TOO_LARGE,
                     f"line longer than --max-frame-bytes {self.intake.max_frame_bytes}; skipped",
                 )
-            else:
-                self._handle_line(event.seq, event.data)
 
     def receive_eof(self) -> bool:
         """The client has finished sending: its streams end now, as on a disconnect, but
@@ -126,7 +134,7 @@ class Session:
 
     # -- frames --------------------------------------------------------------------------
 
-    def _handle_line(self, seq: int, data: bytes) -> None:
+    def _handle_line(self, seq: int, data: bytes, now: float) -> None:
         intake = self.intake
         metrics = intake.metrics
         try:
@@ -144,15 +152,17 @@ class Session:
                 return
             self.acks, self.client = frame.acks, frame.client
             return
-        metrics.frames[frame.kind] += 1
+        kind = frame.kind
+        metrics.frames[kind] += 1
         if intake.draining:
             self.send_error(seq, ErrorCode.SHUTTING_DOWN, "the sidecar is shutting down")
             return
+        acks = self.acks
         ack = None
-        if self.acks == "all" or (self.acks == "terminal" and frame.kind in TERMINAL_KINDS):
+        if acks != "none" and (acks == "all" or kind in TERMINAL_KINDS):
             ack = AckToken(self, seq)
         try:
-            intake.table.handle(frame, self, ack, uid=self.peer.uid, seq=seq)
+            intake.table.handle(frame, self, ack, self.uid, seq, now)  # positional: hot
         except StreamRejected as exc:
             self.send_error(seq, exc.code, exc.message)
             return

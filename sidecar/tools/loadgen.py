@@ -152,10 +152,11 @@ def _update(kind: str, key: StreamKey, **fields: Any) -> bytes:
 
 
 async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: LoadResult) -> None:
-    """One connection's streams: starts, rounds of deltas, dones; then its acks."""
+    """One connection's streams: rounds of deltas (a stream's start goes with its first
+    delta, as an agent writes them), dones; then its acks."""
     # Seqs are known before writing (the next line gets client.seq + 1), and recorded
     # then: under backpressure a reply can come back while a write is still draining.
-    starts = range(client.seq + 1, client.seq + 1 + len(keys))
+    start_seqs: set[int] = set()
     terminal_sent: dict[int, float] = {}  # seq -> monotonic time written
     pending: set[int] = set()
     all_acked = asyncio.Event()
@@ -168,7 +169,7 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
                 result.errors[str(reply.get("code"))] += 1
                 if seq in terminal_sent:
                     result.terminal_errors += 1
-                elif isinstance(seq, int) and seq >= starts.stop:
+                elif isinstance(seq, int) and seq not in start_seqs:
                     result.delta_errors += 1
             elif seq in terminal_sent:
                 result.terminals_acked += 1
@@ -180,31 +181,41 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
 
     reader = asyncio.create_task(read_replies())
     try:
-        await client.send_many(_update("start", k, content={"type": "text"}) for k in keys)
-        piece = spec.piece()
-        began = time.monotonic()
         # Paced agents do not all write in the same millisecond: a connection writes at
         # most `_PACED_SLOT` streams' deltas at once, its other streams later in the round.
         groups = math.ceil(len(keys) / _PACED_SLOT) if spec.rate else 1
         slots = [keys[g::groups] for g in range(groups)]
+        delta = {"type": "text", "text_delta": spec.piece()}
+        # A stream's delta line is the same every round: encoded once, so the agents'
+        # own JSON encoding does not compete with the sidecar for the CPU.
+        slot_lines = [[_update("delta", k, delta=delta) for k in slot] for slot in slots]
+        slot_starts = [[_update("start", k, content={"type": "text"}) for k in s] for s in slots]
+        began = time.monotonic()
         for j in range(spec.deltas):
             for g, slot in enumerate(slots):
                 if spec.rate:
                     # Against an absolute schedule, so slow rounds do not lower the rate.
                     due = began + (j + g / groups) / spec.rate
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
-                delta = {"type": "text", "text_delta": piece}
-                lines = [_update("delta", k, delta=delta) for k in slot]
+                lines = slot_lines[g]
                 if j == 0:
+                    # Each stream opens just before its first delta, in the same write.
+                    start_seqs.update(range(client.seq + 1, client.seq + 1 + len(slot)))
                     result.first_delta_sent.update(dict.fromkeys(slot, time.time()))
-                await client.send_many(lines)
+                    await client.send_many(slot_starts[g] + lines)
+                else:
+                    await client.send_many(lines)
                 result.deltas_sent += len(lines)
-        for k in keys:
-            seq = client.seq + 1
-            terminal_sent[seq] = time.monotonic()
+        if not spec.deltas:  # no round carried the starts
+            start_seqs.update(range(client.seq + 1, client.seq + 1 + len(keys)))
+            await client.send_many([line for starts in slot_starts for line in starts])
+        dones = [_update("done", k) for k in keys]
+        written = time.monotonic()
+        for seq in range(client.seq + 1, client.seq + 1 + len(dones)):
+            terminal_sent[seq] = written
             if spec.acks != "none":
                 pending.add(seq)
-            await client.send(_update("done", k))
+        await client.send_many(dones)
         if not pending:
             return
         # Replies that came while writing have been counted; wait for the rest.

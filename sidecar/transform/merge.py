@@ -14,31 +14,30 @@ from typing import Any
 
 import orjson
 
-from sidecar.model import AckToken, Record, StreamKey, Update
+from sidecar.model import AckToken, Record, ReplyTarget, StreamKey, Update
 
-
-class Pending:
-    """One delta waiting in a stream's window, with the ack it owes (if any)."""
-
-    __slots__ = ("ack", "update")
-
-    def __init__(self, update: Update, ack: AckToken | None) -> None:
-        self.update = update
-        self.ack = ack
+# One delta waiting in a stream's window, with the ack it owes (if any). A plain tuple,
+# not an object: one is made for every coalesced delta.
+Pending = tuple[Update, AckToken | None]
 
 
 def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
     """Yield the pending deltas as runs of consecutive same-channel deltas, in order."""
+    if not pending:
+        return
+    channel = pending[0][0].channel
+    if channel is not None and all(u.channel == channel for u, _ in pending):
+        yield pending  # the common case: one channel for the whole window
+        return
     run: list[Pending] = []
-    channel: object = None
     for p in pending:
         # A delta without a channel (a delta type the sidecar does not know, or a null
         # delta: PROTOCOL §2.1) merges with nothing, so it is always a run of its own.
-        if run and (p.update.channel is None or p.update.channel != channel):
+        if run and (p[0].channel is None or p[0].channel != channel):
             yield run
             run = []
         if not run:
-            channel = p.update.channel
+            channel = p[0].channel
         run.append(p)
     if run:
         yield run
@@ -46,14 +45,14 @@ def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
 
 def merged_value(run: list[Pending]) -> bytes:
     """The record value of one run (never mutates the updates' bodies)."""
-    first = run[0].update
+    first = run[0][0]
     if len(run) == 1:
         return first.raw
     text_field = first.text_field
     assert text_field is not None  # every decoded delta names its text field
     body: dict[str, Any] = dict(first.body)  # shallow copies: the input stays untouched
     delta = dict(body["delta"])
-    delta[text_field] = "".join([p.update.text for p in run])
+    delta[text_field] = "".join([u.text for u, _ in run])
     body["delta"] = delta
     return exact(orjson.dumps(body))
 
@@ -64,17 +63,29 @@ def exact(value: bytes) -> bytes:
     return memoryview(value).tobytes()
 
 
-def delta_record(run: list[Pending], stream_seq: int, key: StreamKey | None = None) -> Record:
+def delta_record(
+    run: list[Pending],
+    stream_seq: int,
+    key: StreamKey | None = None,
+    writer_uid: int = 0,
+    writer: ReplyTarget | None = None,
+    line_seq: int = 0,
+) -> Record:
     """One delta record carrying every line of the run, and every ack they owe. `key`
-    (the stream's, shared) saves the record its own copies of the ids."""
-    first = run[0].update
-    task_id, message_id = key if key is not None else first.key
+    (the stream's, shared) saves the record its own copies of the ids; the writer fields
+    are the stream's (see `Record`)."""
+    task_id, message_id = key if key is not None else run[0][0].key
     return Record(
-        task_id=task_id,
-        message_id=message_id,
-        kind="delta",
-        value=merged_value(run),
-        stream_seq=stream_seq,
-        acks=[p.ack for p in run if p.ack is not None],
-        deltas=len(run),
+        task_id,
+        message_id,
+        "delta",
+        merged_value(run),
+        stream_seq,
+        None,
+        [a for _, a in run if a is not None],
+        len(run),
+        None,
+        writer_uid,
+        writer,
+        line_seq,
     )

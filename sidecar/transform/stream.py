@@ -39,7 +39,7 @@ class Stream:
         self.uid = uid  # the peer uid that owns it: ownership never leaves this uid
         self.last_seq = 0  # the owner's line number of the stream's last frame
         self.next_seq = 0  # the next record's `seq` header
-        self.pending: list[Pending] = []
+        self.pending: list[Pending] = []  # (update, ack) in arrival order
         self.pending_chars = 0
         # When deltas last went out; None until the first delta (which goes out at once).
         self.last_flush: float | None = None

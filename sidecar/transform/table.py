@@ -63,7 +63,7 @@ from sidecar.model import (
     UpdateKind,
 )
 from sidecar.quoting import quote
-from sidecar.transform.merge import Pending, delta_record, exact, runs
+from sidecar.transform.merge import delta_record, exact, runs
 from sidecar.transform.stream import Stream
 from sidecar_client.protocol.replies import ErrorCode, Rejection
 
@@ -181,6 +181,10 @@ class StreamTable:
         """Timer handles the table holds now (diagnostics and tests; O(open streams))."""
         return (self._tick is not None) + (self._idle_timer is not None)
 
+    def now(self) -> float:
+        """The table's clock, read once per socket read by the sessions."""
+        return self._clock.time()
+
     # -- frames ----------------------------------------------------------------------------
 
     def handle(
@@ -188,23 +192,29 @@ class StreamTable:
         update: Update,
         owner: ReplyTarget,
         ack: AckToken | None,
-        *,
         uid: int = 0,
         seq: int = 0,
+        now: float | None = None,
     ) -> None:
         """Apply one accepted update line from `owner` (the connection), whose peer is
         `uid`, and which numbered the line `seq`. `ack` rides on the record that carries
-        this line (None: the client wants no ack for it).
+        this line (None: the client wants no ack for it). `now`: the clock when the line
+        was read (default: read it here).
 
         Raises StreamRejected (`stream_exists`, `stream_closed`, `stream_owned`); nothing
         is produced or changed then.
         """
-        now = self._clock.time()
-        key = update.key
+        if now is None:
+            now = self._clock.time()
+        key = (update.task_id, update.message_id)
         kind = update.kind
         opened = self._open
         stream = opened.get(key)
-        if stream is None:
+        if stream is not None and stream.owner is owner and kind != "start":
+            # The common case first: a frame of an open stream from its own connection.
+            opened.move_to_end(key)
+            stream.last_active = now
+        elif stream is None:
             if self._ending and key in self._ending:
                 self._finish_ending(key, now)  # its terminal before a reused key's records
             if self._closed and self._is_closed(digest(key), now):
@@ -224,10 +234,9 @@ class StreamTable:
         else:
             opened.move_to_end(key)
             stream.last_active = now
-            if stream.owner is not owner:
-                self._disown(stream)
-                stream.owner = owner
-                self._by_owner.setdefault(owner, {})[key] = None
+            self._disown(stream)
+            stream.owner = owner
+            self._by_owner.setdefault(owner, {})[key] = None
         stream.last_seq = seq
         body = update.body
         stream.parent = body["parent_task_message"]
@@ -252,28 +261,30 @@ class StreamTable:
             if not stream.pending:
                 # The common case needs no Pending, no merge: the line's bytes as sent.
                 key = stream.key
+                # Positional: this is the hottest constructor call of the data path.
                 record = Record(
-                    task_id=key[0],
-                    message_id=key[1],
-                    kind="delta",
-                    value=update.raw,
-                    stream_seq=stream.next_seq,
-                    acks=(ack,) if ack is not None else (),
-                    deltas=1,
-                    first_delta_at=now if last is None else None,
-                    writer_uid=stream.uid,
-                    writer=stream.owner,
-                    line_seq=stream.last_seq,
+                    key[0],
+                    key[1],
+                    "delta",
+                    update.raw,
+                    stream.next_seq,
+                    None,
+                    (ack,) if ack is not None else (),
+                    1,
+                    now if last is None else None,
+                    stream.uid,
+                    stream.owner,
+                    stream.last_seq,
                 )
                 stream.next_seq += 1
                 stream.last_flush = now
                 self._emit(record)
                 return
             # The window's timer is due but has not run yet: what it holds goes first.
-            stream.pending.append(Pending(update, ack))
+            stream.pending.append((update, ack))
             self._flush(stream, now)
             return
-        stream.pending.append(Pending(update, ack))
+        stream.pending.append((update, ack))
         n = len(update.text)
         stream.pending_chars += n
         self._pending_chars += n
@@ -500,13 +511,35 @@ class StreamTable:
         self._pending_chars -= stream.pending_chars
         stream.pending_chars = 0
         stream.last_flush = now
-        for run in runs(pending):
-            record = delta_record(run, stream.next_seq, stream.key)
-            record.writer_uid = stream.uid
-            record.writer = stream.owner
-            record.line_seq = stream.last_seq
+        emit = self._emit
+        if len(pending) == 1:  # the usual window at an LLM's pace: one line, as sent
+            update, ack = pending[0]
+            key = stream.key
+            emit(
+                Record(
+                    key[0],
+                    key[1],
+                    "delta",
+                    update.raw,
+                    stream.next_seq,
+                    None,
+                    (ack,) if ack is not None else (),
+                    1,
+                    None,
+                    stream.uid,
+                    stream.owner,
+                    stream.last_seq,
+                )
+            )
             stream.next_seq += 1
-            self._emit(record)
+            return
+        for run in runs(pending):
+            emit(
+                delta_record(
+                    run, stream.next_seq, stream.key, stream.uid, stream.owner, stream.last_seq
+                )
+            )
+            stream.next_seq += 1
 
     def _drop_pending(self, stream: Stream, reason: str) -> None:
         """Discard what the window holds (after a hole it must not go out); the lines
@@ -515,9 +548,9 @@ class StreamTable:
         pending, stream.pending = stream.pending, []
         self._pending_chars -= stream.pending_chars
         stream.pending_chars = 0
-        for p in pending:
-            if p.ack is not None:
-                p.ack.target.send_error(p.ack.seq, ErrorCode.DELIVERY_FAILED, reason)
+        for _, ack in pending:
+            if ack is not None:
+                ack.target.send_error(ack.seq, ErrorCode.DELIVERY_FAILED, reason)
 
     def _produce(
         self,

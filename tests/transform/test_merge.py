@@ -13,12 +13,12 @@ from tests.transform.support import Owner, delta, update
 
 def pend(text: str | None, ack: int | None = None, dtype: str = "text") -> Pending:
     token = AckToken(Owner(), ack) if ack is not None else None
-    return Pending(update(delta("t", "m", text, dtype=dtype)), token)
+    return (update(delta("t", "m", text, dtype=dtype)), token)
 
 
 def test_only_consecutive_same_channel_deltas_form_a_run() -> None:
     a1, a2, b, a3 = pend("1"), pend("2"), pend("x", dtype="data"), pend("3")
-    assert [[p.update.text for p in r] for r in runs([a1, a2, b, a3])] == [
+    assert [[u.text for u, _ in r] for r in runs([a1, a2, b, a3])] == [
         ["1", "2"],
         ["x"],
         ["3"],
@@ -32,22 +32,22 @@ def test_a_delta_without_a_channel_is_a_run_of_its_own() -> None:
     def odd(n: int) -> Pending:
         obj = delta("t", "m", None)
         obj["delta"] = {"type": "future", "n": n}
-        return Pending(update(obj), None)
+        return (update(obj), None)
 
     a1, u1, u2, a2, a3 = pend("1"), odd(1), odd(2), pend("2"), pend("3")
-    assert [[p.update.body["delta"].get("n") for p in r] for r in runs([a1, u1, u2, a2, a3])] == [
+    assert [[u.body["delta"].get("n") for u, _ in r] for r in runs([a1, u1, u2, a2, a3])] == [
         [None],
         [1],
         [2],
         [None, None],
     ]
-    assert merged_value([u1]) is u1.update.raw
+    assert merged_value([u1]) is u1[0].raw
 
 
 def test_a_lone_delta_is_its_bytes_as_received() -> None:
     obj = delta("t", "m", "hi", index=None)
     raw = orjson.dumps(obj, option=orjson.OPT_INDENT_2)  # not what orjson would write
-    p = Pending(update(obj, raw=raw), None)
+    p: Pending = (update(obj, raw=raw), None)
     assert merged_value([p]) is raw
 
 
@@ -59,7 +59,7 @@ def test_merged_value_is_the_first_object_with_the_texts_joined() -> None:
     second = delta("t", "m", "{}", dtype="tool_request", fields={"tool_call_id": "c", "name": "f"})
     second["custom"] = "ignored: only the first object's fields are kept"
     before = copy.deepcopy(first)
-    run = [Pending(update(first), None), Pending(update(second), None)]
+    run: list[Pending] = [(update(first), None), (update(second), None)]
     value = orjson.loads(merged_value(run))
     assert value == {**first, "delta": {**first["delta"], "arguments_delta": "{}"}}
     assert first == before  # the input is never mutated
