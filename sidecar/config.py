@@ -200,6 +200,14 @@ class TransformSettings(_Settings):
         "time are rejected with stream_closed.",
         ge=0,
     )
+    max_closed_stream_bytes: int = setting(
+        8 * MiB,
+        "Memory for remembering closed streams, in bytes (about 200 bytes a stream, "
+        "whatever its ids' length); when it is full the oldest closed stream is forgotten "
+        "before --closed-stream-ttl (counted in sidecar_closed_streams_forgotten_early_total), "
+        "and a frame for it would open it again.",
+        ge=4096,
+    )
     stream_idle_timeout: float = setting(
         300.0,
         "End a stream (terminal_reason idle_timeout) when no frame arrived for it for "
@@ -398,8 +406,9 @@ class ProducerSettings(_Settings):
     )
     max_pending_bytes: int = setting(
         64 * MiB,
-        "Bytes of records accepted and not yet acknowledged by Kafka; past it run stops "
-        "reading the sockets (backpressure) until they fall to three quarters.",
+        "Bytes of records accepted and not yet acknowledged by Kafka, plus unfinished "
+        "lines held; past it run stops reading the sockets (backpressure) until they fall "
+        "to three quarters, and terminals of streams ended meanwhile wait for room.",
         ge=1024,
     )
 

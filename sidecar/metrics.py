@@ -30,6 +30,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from sidecar.budget import KINDS as HELD_KINDS
 from sidecar.model import TerminalReason
 from sidecar_client.protocol.replies import ErrorCode
 
@@ -102,6 +103,12 @@ class Metrics:
         self.max_pending_bytes = 0  # the --max-pending-bytes bound (the server sets it)
         self.paused_seconds: Callable[[], float] = lambda: 0.0  # backpressure, in total
         self.build_info: dict[str, str] = {}  # the server sets it: version, python, ...
+        # The memory budget's bytes by kind (sidecar.budget); every kind pre-set.
+        self.held_bytes: Callable[[], dict[str, int]] = lambda: dict.fromkeys(HELD_KINDS, 0)
+        # Closed streams forgotten before --closed-stream-ttl because their table reached
+        # --max-closed-stream-bytes.
+        self.closed_forgotten_early: Callable[[], int] = lambda: 0
+        self.memory_trims = 0  # malloc_trim calls after a flood (sidecar.budget.Trimmer)
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
@@ -164,14 +171,40 @@ class _Collector(Collector):
             "Bytes of records accepted and not yet acknowledged by Kafka.",
             m.pending_bytes(),
         )
+        held = m.held_bytes()
+        family = GaugeMetricFamily(
+            "sidecar_held_bytes",
+            "Bytes held on behalf of clients, by kind: pending_records, open_streams (with "
+            "their reserved terminals) and partial_lines count against --max-pending-bytes; "
+            "closed_streams, reply_buffers and partition_cache have bounds of their own.",
+            labels=["kind"],
+        )
+        for kind in HELD_KINDS:
+            family.add_metric([kind], held.get(kind, 0))
+        yield family
+        yield _counter(
+            "sidecar_closed_streams_forgotten_early",
+            "Closed streams forgotten before --closed-stream-ttl because the closed-stream "
+            "table reached --max-closed-stream-bytes (a frame for one reopens it).",
+            None,
+            [("", m.closed_forgotten_early())],
+        )
+        yield _counter(
+            "sidecar_memory_trims",
+            "Times freed heap was given back to the system after held bytes fell well "
+            "below their high point (glibc malloc_trim).",
+            None,
+            [("", m.memory_trims)],
+        )
         yield _gauge(
             "sidecar_max_pending_bytes",
-            "The --max-pending-bytes bound: past it socket reads pause (backpressure).",
+            "The --max-pending-bytes bound on held bytes (pending records, open streams, "
+            "partial lines): past it socket reads pause (backpressure).",
             m.max_pending_bytes,
         )
         yield _gauge(
             "sidecar_backpressure",
-            "1 while socket reads are paused because pending bytes passed the limit.",
+            "1 while socket reads are paused because held bytes passed the limit.",
             m.backpressure(),
         )
         yield _histogram(
@@ -221,7 +254,7 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily(
             "sidecar_backpressure_seconds",
-            "Time socket reads spent paused because pending bytes passed the limit.",
+            "Time socket reads spent paused because held bytes passed the limit.",
             value=m.paused_seconds(),
         )
         yield _counter(

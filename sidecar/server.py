@@ -21,6 +21,7 @@ from importlib import metadata
 from typing import Any
 
 from sidecar import __version__
+from sidecar.budget import Trimmer
 from sidecar.config import RUN_FOLDER, Config
 from sidecar.errors import ErrorCode, ExitCode, StartupError
 from sidecar.metrics import Metrics
@@ -123,8 +124,11 @@ class Server:
             flush_interval=cfg.flush_interval,
             max_buffered_chars=cfg.max_buffered_chars,
             closed_ttl=cfg.closed_stream_ttl,
+            max_closed_bytes=cfg.max_closed_stream_bytes,
             idle_timeout=cfg.stream_idle_timeout,
             failed_ttl=cfg.delivery_timeout_ms / 1000,
+            budget=sink.budget,
+            room=lambda: not sink.paused,
         )
         self.hub: Hub[Connection] = Hub()
         self.intake = Intake(
@@ -133,8 +137,10 @@ class Server:
             max_frame_bytes=cfg.max_frame_bytes,
             end_on_disconnect=cfg.on_disconnect == "end",
         )
+        self.intake.budget = sink.budget
+        self.intake.pressure = sink.check_pressure
         admission = Admission.of(cfg.allowed_uids, cfg.allowed_gids)
-        sink.on_pressure = self.hub.set_paused
+        sink.on_pressure = self._on_pressure
         sink.on_failed = self._on_failed
         sink.withdrawn = self.table.withdrawn
         m = self.metrics
@@ -146,6 +152,13 @@ class Server:
         m.max_pending_bytes = sink.max_pending_bytes
         m.paused_seconds = sink.paused_seconds
         m.build_info = build_info()
+        budget = sink.budget
+        budget.pending_records = lambda: sink.pending_bytes
+        budget.reply_buffers = self.hub.reply_bytes
+        budget.partition_cache = lambda: sink.cache_bytes
+        m.held_bytes = budget.held
+        m.closed_forgotten_early = lambda: self.table.forgotten_early
+        self.trimmer = Trimmer(budget)
         loop.set_exception_handler(self._loop_exception)
         # The port first: if it is taken, nothing else has started, and no socket file
         # is left behind.
@@ -285,9 +298,12 @@ class Server:
     async def _watch_kafka(self, period: float = 1.0) -> None:
         """One log line at each change of Kafka's state, with the reason and how many
         records wait. Once a second: aiokafka retries an outage silently, so the state
-        is read, not signalled."""
+        is read, not signalled. The same tick gives freed heap back after a flood
+        (sidecar.budget.Trimmer)."""
         while True:
             await asyncio.sleep(period)
+            if self.trimmer.check():
+                self.metrics.memory_trims += 1
             now, was = self.kafka_state(), self.kafka_seen
             if now == was or now == "connecting":
                 continue
@@ -315,6 +331,21 @@ class Server:
     def sink(self) -> SinkBase:
         assert self._sink is not None, "startup() creates the sink"
         return self._sink
+
+    def _on_pressure(self, paused: bool) -> None:
+        """Backpressure from the sink. On resume, terminals of streams ended while paused
+        go first (soon, outside the sink's settling); reads resume once they all went
+        out and the sink still has room."""
+        if paused:
+            self.hub.set_paused(True)
+        elif self.table.ending_count:
+            asyncio.get_running_loop().call_soon(self._drain_ending)
+        else:
+            self.hub.set_paused(False)
+
+    def _drain_ending(self) -> None:
+        if self.table.drain_ending() and not self.sink.paused:
+            self.hub.set_paused(False)
 
     def _on_failed(self, record: Record, reason: str) -> None:
         """A record finally failed: its stream ends there (`delivery_failed` terminal),

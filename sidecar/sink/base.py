@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from sidecar.budget import Budget
 from sidecar.metrics import Metrics
 from sidecar.model import AckToken, Record
 from sidecar.sink.problems import KafkaProblem
@@ -64,6 +65,9 @@ class SinkBase:
         # Accepted records the sender has not taken yet (sinks that take them later).
         self.queue: deque[Record] = deque()
         self.pending_bytes = 0
+        # Every kind of byte held for clients (sidecar.budget); its partial lines count
+        # against the same limit as pending records. The server shares it.
+        self.budget = Budget()
         self.paused = False
         self._paused_total = 0.0  # seconds paused, up to the last resume
         self._paused_at = 0.0
@@ -89,6 +93,11 @@ class SinkBase:
     def last_error(self) -> str | None:
         """The reason code of the last problem with Kafka (None while all is well)."""
         return None if self.problem is None else self.problem.reason.value
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of caches the sink keeps for speed (bounded by the sink)."""
+        return 0
 
     @property
     def pending_records(self) -> int:
@@ -125,15 +134,47 @@ class SinkBase:
         self.pending_bytes += size
         if len(self._pending) == 1:
             self._drained.clear()
-        if not self.paused and self.pending_bytes > self.max_pending_bytes:
-            self.paused = True
-            self._paused_at = self.clock()
-            log.warning(
-                "pending bytes %d passed --max-pending-bytes %d: pausing socket reads",
-                self.pending_bytes,
-                self.max_pending_bytes,
-            )
-            self.on_pressure(True)
+        if (
+            not self.paused
+            and self.pending_bytes + self.budget.partial_lines > self.max_pending_bytes
+        ):
+            self._pause()
+
+    def check_pressure(self) -> None:
+        """Pause or resume after partial lines changed (a read left a line unfinished, or
+        finished one), outside submit and settle."""
+        held = self.pending_bytes + self.budget.partial_lines
+        if not self.paused:
+            if held > self.max_pending_bytes:
+                self._pause()
+        elif held <= self._resume_at:
+            self._resume()
+
+    @property
+    def _resume_at(self) -> float:
+        return self.max_pending_bytes * _RESUME_RATIO
+
+    def _pause(self) -> None:
+        self.paused = True
+        self._paused_at = self.clock()
+        log.warning(
+            "held bytes %d (%d of pending records) passed --max-pending-bytes %d: "
+            "pausing socket reads",
+            self.pending_bytes + self.budget.partial_lines,
+            self.pending_bytes,
+            self.max_pending_bytes,
+        )
+        self.on_pressure(True)
+
+    def _resume(self) -> None:
+        self.paused = False
+        self._paused_total += self.clock() - self._paused_at
+        log.info(
+            "held bytes back to %d (%d of pending records): resuming socket reads",
+            self.pending_bytes + self.budget.partial_lines,
+            self.pending_bytes,
+        )
+        self.on_pressure(False)
 
     def _accept(self, record: Record) -> int:
         """Take the record for delivery; returns the bytes of any copy the sink keeps.
@@ -211,11 +252,8 @@ class SinkBase:
         if self._pending.pop(id(record), None) is None:
             return  # settled already: never count a record twice
         self.pending_bytes -= record.size
-        if self.paused and self.pending_bytes <= self.max_pending_bytes * _RESUME_RATIO:
-            self.paused = False
-            self._paused_total += self.clock() - self._paused_at
-            log.info("pending bytes back to %d: resuming socket reads", self.pending_bytes)
-            self.on_pressure(False)
+        if self.paused and self.pending_bytes + self.budget.partial_lines <= self._resume_at:
+            self._resume()
         if not self._pending:
             self._drained.set()
 

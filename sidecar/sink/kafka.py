@@ -334,6 +334,10 @@ class KafkaSink(SinkBase):
         self._refused: list[Record] = []  # larger than a request may be: failed by serve()
         self._delivery_timeout = config.delivery_timeout_ms / 1000
 
+    @property
+    def cache_bytes(self) -> int:
+        return self._keys_bytes
+
     # -- intake ------------------------------------------------------------------------
 
     def _accept(self, record: Record) -> int:

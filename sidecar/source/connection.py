@@ -53,6 +53,11 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.closed = False
+        # Backpressure came while this connection was in the middle of a line: it reads on
+        # until that line is complete, then pauses (see pause()); what it read past the
+        # line's end waits in `stash` until reads resume.
+        self.finishing = False
+        self.stash = b""
 
     @property
     def metrics(self) -> Metrics:
@@ -84,17 +89,52 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.received_bytes += len(data)
-        if self.session is not None:
-            self.session.receive_data(data)
+        if self.finishing:
+            # Only the end of the unfinished line; the rest waits for reads to resume.
+            end = data.find(b"\n") + 1
+            if 0 < end < len(data):
+                self.stash = data[end:]
+                self.intake.budget.stashed += len(self.stash)
+                data = data[:end]
+        self._receive(data)
+        if self.finishing:
+            self.pause()
+
+    def _receive(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        framer = session.framer
+        before = framer.buffered
+        session.receive_data(data)
+        held = framer.buffered - before
+        if held:
+            # The unfinished line is charged to the memory budget (once per read).
+            self.intake.budget.partial_lines += held
+            self.intake.pressure()
 
     def eof_received(self) -> bool:
-        return self.session.receive_eof() if self.session is not None else False
+        if self.session is None:
+            return False
+        self._drop_partial()
+        return self.session.receive_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.session is not None:
+            self._drop_partial()
             self.session.connection_lost()
             self.hub.unregister(self)
+
+    def _drop_partial(self) -> None:
+        """The session discards a partial line at the end of input: uncharge it."""
+        assert self.session is not None
+        self.intake.budget.stashed -= len(self.stash)
+        self.stash = b""
+        held = self.session.framer.buffered
+        if held:
+            self.intake.budget.partial_lines -= held
+            self.intake.pressure()
 
     # -- the session's outlet ------------------------------------------------------------
 
@@ -116,12 +156,44 @@ class Connection(asyncio.Protocol):
     # -- the hub's controls --------------------------------------------------------------
 
     def pause(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+        """Backpressure: stop reading. A connection in the middle of a line reads on
+        until that line is complete (and no further: see data_received): its half line
+        is charged to the budget, and paused, it could never finish, so many half lines
+        would hold every reader paused."""
+        if self.transport is None or self.closed:
+            return
+        if self.session is not None and self.session.framer.buffered:
+            self.finishing = True
+            return
+        self.finishing = False
+        self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.transport is not None and not self.closed:
+        self.finishing = False
+        if self.transport is None or self.closed:
+            return
+        if self.stash:
+            # Soon, not now: handling it may pause the hub again while it resumes the rest.
+            asyncio.get_running_loop().call_soon(self._replay)
+        else:
             self.transport.resume_reading()
+
+    def _replay(self) -> None:
+        """Handle what was read past a line finished under backpressure, then read on."""
+        if self.transport is None or self.closed or self.hub.paused or not self.stash:
+            return
+        data, self.stash = self.stash, b""
+        self.intake.budget.stashed -= len(data)
+        self._receive(data)
+        if self.finishing or not self.hub.paused:
+            # Paused again mid-line: read on to finish it (data_received cuts there).
+            self.transport.resume_reading()
+
+    @property
+    def reply_bytes(self) -> int:
+        """Replies written and not yet taken by the client (at most --max-reply-bytes)."""
+        t = self.transport
+        return t.get_write_buffer_size() if t is not None and not self.closed else 0
 
     def _refuse_no_fds(self, fd: int) -> None:
         self.metrics.accept_errors["fd_exhausted"] += 1

@@ -14,6 +14,9 @@ class Member(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def reply_bytes(self) -> int: ...
+
 
 M = TypeVar("M", bound=Member)
 
@@ -39,6 +42,10 @@ class Hub(Generic[M]):
                 conn.pause()
             else:
                 conn.resume()
+
+    def reply_bytes(self) -> int:
+        """Replies written and not yet read, over every connection (scrape time)."""
+        return sum(conn.reply_bytes for conn in self.connections)
 
     def close_all(self) -> None:
         for conn in list(self.connections):

@@ -15,8 +15,10 @@ there is no per-frame task to cancel or lose.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
+from sidecar.budget import Budget
 from sidecar.metrics import Metrics
 from sidecar.model import TERMINAL_KINDS, AckMode, AckToken, Hello
 from sidecar.quoting import quote
@@ -51,6 +53,10 @@ class Intake:
         self.max_frame_bytes = max_frame_bytes
         self.end_on_disconnect = end_on_disconnect
         self.draining = False
+        # Partial lines are charged to the memory budget; `pressure` re-checks it (the
+        # server wires both to the sink's).
+        self.budget = Budget()
+        self.pressure: Callable[[], None] = lambda: None
 
 
 class Outlet(Protocol):

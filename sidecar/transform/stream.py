@@ -19,6 +19,7 @@ class Stream:
 
     __slots__ = (
         "due",
+        "held",
         "index",
         "key",
         "last_active",
@@ -46,3 +47,4 @@ class Stream:
         self.parent: Any = None  # the last parent_task_message, for a synthesized done
         self.index: Any = None  # the last update `index`, likewise
         self.last_active = now
+        self.held = 0  # bytes counted in the memory budget while open (sidecar.budget)

@@ -25,6 +25,12 @@ cannot write into, end, or (by disconnecting) cut another agent's stream.
 
 A rejected frame changes nothing, and does not count as activity for the idle timeout.
 
+Memory (sidecar.budget): open streams are counted when they open and released when they
+close; closed streams are remembered as a 128-bit digest of their ids (a fixed ~200
+bytes each) in a table bounded by bytes, oldest forgotten early past it. A stream ended
+while the sink has no room (reads paused) is closed at once but its flush and `done`
+wait in `_ending` until there is room, so synthesized terminals respect the limit too.
+
 No silent holes (PROTOCOL §5): when a record of a stream finally fails, `fail_stream` ends
 the stream right there with a `done` (`delivery_failed`) that takes the failed record's
 `seq`; pending deltas are dropped, and the sink withdraws the stream's later records
@@ -33,13 +39,17 @@ the stream right there with a `done` (`delivery_failed`) that takes the failed r
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from sidecar.budget import CLOSED_ENTRY_BYTES, Budget, open_stream_cost
 from sidecar.model import (
     AckToken,
     Clock,
@@ -58,6 +68,22 @@ from sidecar.transform.stream import Stream
 from sidecar_client.protocol.replies import ErrorCode, Rejection
 
 DELIVERY_FAILED: TerminalReason = "delivery_failed"
+
+log = logging.getLogger("sidecar.transform")
+
+# The closed-stream table's log line about forgetting early, at most once per this long.
+_FORGOTTEN_LOG_SECONDS = 60.0
+
+
+def digest(key: StreamKey) -> int:
+    """A closed stream as the table remembers it: a 128-bit digest of its ids, so an
+    entry costs the same whatever the ids' length (a collision, at 2^-64 odds over
+    billions of streams, would refuse one new stream as stream_closed)."""
+    task_id, message_id = key
+    h = hashlib.blake2b(task_id.encode(), digest_size=16)
+    h.update(b"\0")  # ids hold no control characters: the separator is unambiguous
+    h.update(message_id.encode())
+    return int.from_bytes(h.digest(), "little")
 
 
 class StreamRejected(Rejection):
@@ -82,6 +108,9 @@ class StreamTable:
         closed_ttl: float,
         idle_timeout: float,
         failed_ttl: float = 0.0,
+        max_closed_bytes: int = 8 << 20,
+        budget: Budget | None = None,
+        room: Callable[[], bool] | None = None,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
@@ -95,11 +124,16 @@ class StreamTable:
         # so popping/peeking the oldest entry repeatedly would be quadratic.
         # Open streams in last-activity order: a frame moves its stream to the end.
         self._open: OrderedDict[StreamKey, Stream] = OrderedDict()
-        # Closed keys -> closing time, in closing order: expired ones pruned from the front.
-        self._closed: OrderedDict[StreamKey, float] = OrderedDict()
-        # Streams ended by a delivery failure -> when: their later records are withdrawn
-        # from the sink while remembered (at least the delivery timeout).
-        self._failed: OrderedDict[StreamKey, float] = OrderedDict()
+        # Closed keys (their `digest`) -> closing time, in closing order: expired ones
+        # pruned from the front, and the oldest forgotten early past `max_closed_bytes`.
+        self._closed: OrderedDict[int, float] = OrderedDict()
+        self._max_closed = max(1, max_closed_bytes // CLOSED_ENTRY_BYTES)
+        self.forgotten_early = 0  # closed keys forgotten before their TTL (a metric)
+        self._forgotten_logged = -1e18
+        # Streams ended by a delivery failure (digest) -> when: their later records are
+        # withdrawn from the sink while remembered (at least the delivery timeout). Never
+        # forgotten early: that would let records follow their stream's terminal.
+        self._failed: OrderedDict[int, float] = OrderedDict()
         self._failed_ttl = max(failed_ttl, closed_ttl)
         self._by_owner: dict[ReplyTarget, dict[StreamKey, None]] = {}  # insertion-ordered sets
         self._pending_chars = 0
@@ -113,10 +147,24 @@ class StreamTable:
         self._tick: TimerHandle | None = None
         self._tick_at = 0.0
         self._tick_gap = self._interval / 10
+        # Open and closed streams are counted in the memory budget (sidecar.budget).
+        self._budget = budget if budget is not None else Budget()
+        # False while the sink has no room (reads paused by backpressure): streams ended
+        # then by a disconnect or the idle timeout are closed at once, but their flush and
+        # synthesized `done` wait here, in order, until there is room (`drain_ending`), so
+        # a burst of terminals respects --max-pending-bytes too.
+        self._room = room if room is not None else lambda: True
+        self._ending: OrderedDict[StreamKey, tuple[Stream, TerminalReason]] = OrderedDict()
 
     @property
     def open_count(self) -> int:
-        return len(self._open)
+        """Streams without their terminal yet: open, or ended and waiting for room."""
+        return len(self._open) + len(self._ending)
+
+    @property
+    def ending_count(self) -> int:
+        """Streams ended whose flush and terminal wait for room in the sink."""
+        return len(self._ending)
 
     @property
     def closed_count(self) -> int:
@@ -167,12 +215,15 @@ class StreamTable:
             opened.move_to_end(key)
             stream.last_active = now
         elif stream is None:
-            if self._closed and self._is_closed(key, now):
+            if self._ending and key in self._ending:
+                self._finish_ending(key, now)  # its terminal before a reused key's records
+            if self._closed and self._is_closed(digest(key), now):
                 raise StreamRejected(
                     ErrorCode.STREAM_CLOSED, f"{_name(key)} has ended; no frame may follow"
                 )
             stream = Stream(key, owner, uid, now)  # explicit or implicit open
             opened[key] = stream
+            self._charge(stream, update)
             self._by_owner.setdefault(owner, {})[key] = None
         elif stream.uid != uid:
             raise StreamRejected(
@@ -308,12 +359,25 @@ class StreamTable:
         return ended
 
     def end_all(self, reason: TerminalReason) -> int:
-        """Flush and end every open stream (shutdown); how many."""
+        """Flush and end every open stream (shutdown), and produce the terminals still
+        waiting for room: at shutdown nothing waits; how many were open."""
         now = self._clock.time()
+        while self._ending:
+            self._finish_ending(next(iter(self._ending)), now)
         streams = list(self._open.values())
         for stream in streams:
-            self._end(stream, reason, now)
+            self._end(stream, reason, now, wait=False)
         return len(streams)
+
+    def drain_ending(self) -> bool:
+        """Produce waiting terminals (oldest first) while the sink has room; True once
+        none is left."""
+        ending = self._ending
+        if ending:
+            now = self._clock.time()
+            while ending and self._room():
+                self._finish_ending(next(iter(ending)), now)
+        return not ending
 
     def fail_stream(self, record: Record, reason: str) -> list[tuple[ReplyTarget, int]] | None:
         """`record` finally failed: end its stream right there (PROTOCOL §5, no silent
@@ -324,15 +388,20 @@ class StreamTable:
         the stream's later records (`withdrawn`), so none of them is produced after it.
         """
         key = (record.task_id, record.message_id)
-        if key in self._failed:
+        failed_key = digest(key)
+        if failed_key in self._failed:
             return None  # its later records failing too, or its own terminal
         now = self._clock.time()
         self._prune_failed(now)
-        self._failed[key] = now
+        self._failed[failed_key] = now
+        self._budget.closed_streams += CLOSED_ENTRY_BYTES
         writers: list[tuple[ReplyTarget, int]] = []
         if record.writer is not None:
             writers.append((record.writer, record.line_seq))
         stream = self._open.get(key)
+        ending = stream is None and key in self._ending
+        if ending:
+            stream = self._ending.pop(key)[0]  # ended already: this terminal replaces its own
         if stream is not None:
             if stream.owner is not record.writer:
                 writers.append((stream.owner, stream.last_seq))
@@ -341,7 +410,10 @@ class StreamTable:
             self._produce(
                 stream, "done", _done_value(stream.parent, stream.index), None, DELIVERY_FAILED
             )
-            self._close(stream, now)
+            if ending:
+                self._release(stream)
+            else:
+                self._close(stream, now)
             return writers
         parent, index = _parent_and_index(record.value)
         self._emit(
@@ -357,8 +429,8 @@ class StreamTable:
                 line_seq=record.line_seq,
             )
         )
-        if self._closed_ttl > 0 and key not in self._closed:
-            self._closed[key] = now
+        if self._closed_ttl > 0 and failed_key not in self._closed:
+            self._remember_closed(key, now)
         return writers
 
     def withdrawn(self, record: Record) -> bool:
@@ -367,7 +439,7 @@ class StreamTable:
         return (
             bool(self._failed)
             and record.terminal_reason != DELIVERY_FAILED
-            and (record.task_id, record.message_id) in self._failed
+            and digest((record.task_id, record.message_id)) in self._failed
         )
 
     def flush_all(self) -> None:
@@ -387,13 +459,47 @@ class StreamTable:
         self._cancel_tick()
         self._cancel_idle()
 
-    def _end(self, stream: Stream, reason: TerminalReason, now: float) -> None:
-        """Flush, then a synthesized `done` with the stream's last parent and index."""
+    def _end(
+        self, stream: Stream, reason: TerminalReason, now: float, *, wait: bool = True
+    ) -> None:
+        """Flush, then a synthesized `done` with the stream's last parent and index. With no
+        room in the sink (and `wait`), the stream closes now and both wait (`_ending`)."""
+        if wait and not self._room():
+            self._close_window(stream)
+            key = stream.key
+            del self._open[key]
+            self._disown(stream)
+            self._remember_closed(key, now)
+            if not self._open:
+                self._cancel_idle()
+            self._ending[key] = (stream, reason)
+            return
         self._flush(stream, now)
         self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
         self._close(stream, now)
 
+    def _finish_ending(self, key: StreamKey, now: float) -> None:
+        stream, reason = self._ending.pop(key)
+        self._flush(stream, now)
+        self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
+        self._release(stream)
+
     # -- internals --------------------------------------------------------------------------
+
+    def _charge(self, stream: Stream, update: Update) -> None:
+        """Count a stream opening in the budget: its state, with the opening frame's
+        parent (later frames of agentex carry one no larger). Once per stream."""
+        try:
+            size = len(orjson.dumps(update.body["parent_task_message"]))
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes: the line bounds it
+            size = len(update.raw)
+        key = stream.key
+        stream.held = cost = open_stream_cost(size, len(key[0]) + len(key[1]))
+        self._budget.open_streams += cost
+
+    def _release(self, stream: Stream) -> None:
+        self._budget.open_streams -= stream.held
+        stream.held = 0
 
     def _flush(self, stream: Stream, now: float) -> None:
         self._close_window(stream)
@@ -471,15 +577,42 @@ class StreamTable:
 
     def _close(self, stream: Stream, now: float) -> None:
         self._close_window(stream)
+        if stream.held:
+            self._release(stream)
         key = stream.key
         del self._open[key]
         self._disown(stream)
-        if self._closed_ttl > 0:
-            if self._closed:
-                self._prune_closed(now)  # amortized: each key is pruned once
-            self._closed[key] = now
+        self._remember_closed(key, now)
         if not self._open:
             self._cancel_idle()  # nothing left to expire: no timer at all
+
+    def _remember_closed(self, key: StreamKey, now: float) -> None:
+        if self._closed_ttl <= 0:
+            return
+        closed = self._closed
+        if closed:
+            self._prune_closed(now)  # amortized: each key is pruned once
+            if len(closed) >= self._max_closed:
+                self._forget_oldest(now)
+        n = len(closed)
+        closed[digest(key)] = now
+        if len(closed) > n:
+            self._budget.closed_streams += CLOSED_ENTRY_BYTES
+
+    def _forget_oldest(self, now: float) -> None:
+        """The table is at --max-closed-stream-bytes: the oldest key goes before its TTL
+        (a frame for it would then open it again). Counted; logged once a minute."""
+        self._closed.popitem(last=False)
+        self._budget.closed_streams -= CLOSED_ENTRY_BYTES
+        self.forgotten_early += 1
+        if now - self._forgotten_logged >= _FORGOTTEN_LOG_SECONDS:
+            self._forgotten_logged = now
+            log.warning(
+                "closed-stream table full (--max-closed-stream-bytes, %d streams): "
+                "forgetting the oldest before --closed-stream-ttl; %d so far",
+                self._max_closed,
+                self.forgotten_early,
+            )
 
     def _disown(self, stream: Stream) -> None:
         owned = self._by_owner.get(stream.owner)
@@ -488,7 +621,7 @@ class StreamTable:
             if not owned:
                 del self._by_owner[stream.owner]
 
-    def _is_closed(self, key: StreamKey, now: float) -> bool:
+    def _is_closed(self, key: int, now: float) -> bool:
         """Closed less than the TTL ago. Expired keys are pruned when streams close and
         on the idle sweep, not on every frame; one met here is forgotten now."""
         at = self._closed.get(key)
@@ -497,25 +630,14 @@ class StreamTable:
         if at > now - self._closed_ttl:
             return True
         del self._closed[key]
+        self._budget.closed_streams -= CLOSED_ENTRY_BYTES
         return False
 
     def _prune_failed(self, now: float) -> None:
-        failed = self._failed
-        limit = now - self._failed_ttl
-        while failed:
-            key, at = next(iter(failed.items()))
-            if at > limit:
-                break
-            del failed[key]
+        self._budget.closed_streams -= _prune(self._failed, now - self._failed_ttl)
 
     def _prune_closed(self, now: float) -> None:
-        closed = self._closed
-        limit = now - self._closed_ttl
-        while closed:
-            key, at = next(iter(closed.items()))
-            if at > limit:
-                break
-            del closed[key]
+        self._budget.closed_streams -= _prune(self._closed, now - self._closed_ttl)
 
     def _arm_idle(self) -> None:
         # Armed at the front's deadline. If the front gets a frame meanwhile, the timer
@@ -548,6 +670,18 @@ class StreamTable:
             self._end(front, "idle_timeout", now)
         if opened and self._idle_timer is None:
             self._arm_idle()
+
+
+def _prune(table: OrderedDict[int, float], limit: float) -> int:
+    """Forget the entries remembered since `limit` or earlier (the front); their bytes."""
+    n = 0
+    while table:
+        key, at = next(iter(table.items()))
+        if at > limit:
+            break
+        del table[key]
+        n += 1
+    return n * CLOSED_ENTRY_BYTES
 
 
 def _name(key: StreamKey) -> str:

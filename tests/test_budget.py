@@ -1,0 +1,57 @@
+"""sidecar.budget's Trimmer: when it gives freed heap back to the system."""
+
+from __future__ import annotations
+
+from sidecar.budget import KINDS, Budget, Trimmer
+
+MiB = 1 << 20
+
+
+def test_trims_once_held_bytes_fall_to_a_quarter_of_their_high_point() -> None:
+    budget = Budget()
+    calls: list[int] = []
+    trimmer = Trimmer(budget, min_drop=8 * MiB)
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    trimmer._trim = trim
+    held = [0]
+    budget.pending_records = lambda: held[0]
+    for value, trims in [
+        (40 * MiB, False),  # rising: the high point
+        (64 * MiB, False),
+        (20 * MiB, False),  # above a quarter of 64 MiB
+        (15 * MiB, True),  # a quarter or less, and 49 MiB below the high point
+        (14 * MiB, False),  # the high point is now 15 MiB: once per flood
+        (10 * MiB, False),  # above a quarter of the new high point
+    ]:
+        held[0] = value
+        assert trimmer.check() is trims, value
+    assert calls == [0]
+    assert trimmer.trims == 1
+
+
+def test_without_glibc_nothing_is_called() -> None:
+    budget = Budget()
+    trimmer = Trimmer(budget, min_drop=1)
+    trimmer._trim = None
+    budget.open_streams = 100
+    assert not trimmer.check()
+    budget.open_streams = 0
+    assert not trimmer.check()
+
+
+def test_every_kind_is_reported() -> None:
+    assert set(Budget().held()) == set(KINDS)
+
+
+def test_a_small_drop_is_not_worth_a_trim() -> None:
+    budget = Budget()
+    trimmer = Trimmer(budget, min_drop=8 * MiB)
+    trimmer._trim = lambda pad: 1
+    budget.open_streams = 9 * MiB
+    assert not trimmer.check()
+    budget.open_streams = 2 * MiB  # a quarter, but only 7 MiB below
+    assert not trimmer.check()
