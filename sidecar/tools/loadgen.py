@@ -151,7 +151,9 @@ def _update(kind: str, key: StreamKey, **fields: Any) -> bytes:
     return orjson.dumps({"type": kind, "parent_task_message": ptm, **fields})
 
 
-async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: LoadResult) -> None:
+async def _drive(
+    client: Client, spec: LoadSpec, keys: list[StreamKey], result: LoadResult, phase: float = 0.0
+) -> None:
     """One connection's streams: rounds of deltas (a stream's start goes with its first
     delta, as an agent writes them), dones; then its acks."""
     # Seqs are known before writing (the next line gets client.seq + 1), and recorded
@@ -182,7 +184,8 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
     reader = asyncio.create_task(read_replies())
     try:
         # Paced agents do not all write in the same millisecond: a connection writes at
-        # most `_PACED_SLOT` streams' deltas at once, its other streams later in the round.
+        # most `_PACED_SLOT` streams' deltas at once, its other streams later in the round,
+        # and the connections (independent agents) are `phase` of a slot apart.
         groups = math.ceil(len(keys) / _PACED_SLOT) if spec.rate else 1
         slots = [keys[g::groups] for g in range(groups)]
         delta = {"type": "text", "text_delta": spec.piece()}
@@ -195,7 +198,7 @@ async def _drive(client: Client, spec: LoadSpec, keys: list[StreamKey], result: 
             for g, slot in enumerate(slots):
                 if spec.rate:
                     # Against an absolute schedule, so slow rounds do not lower the rate.
-                    due = began + (j + g / groups) / spec.rate
+                    due = began + (j + (g + phase) / groups) / spec.rate
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
                 lines = slot_lines[g]
                 if j == 0:
@@ -246,7 +249,10 @@ async def run_load(socket: Path | str, spec: LoadSpec) -> LoadResult:
         ]
         started = time.monotonic()
         await asyncio.gather(
-            *(_drive(c, spec, g, result) for c, g in zip(clients, groups, strict=True))
+            *(
+                _drive(c, spec, g, result, phase=i / len(groups))
+                for i, (c, g) in enumerate(zip(clients, groups, strict=True))
+            )
         )
         result.seconds = time.monotonic() - started
     return result

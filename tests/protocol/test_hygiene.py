@@ -126,6 +126,13 @@ DELTA = (
         # The same, hidden behind escapes (the exact path).
         (DELTA.replace('"hi"', '"a\\u003ab"') + ',"type":"delta"}', "duplicate key"),
         (DELTA.replace('"id":"m"', '"i\\u0064":"m","id":"n"') + "}", "duplicate key"),
+        # A colon in a text (the colon count proves nothing: the re-encoding decides).
+        (DELTA.replace('"hi"', '"a:b"') + ',"type":"delta"}', "duplicate key"),
+        # One level deeper than the counted objects.
+        (
+            DELTA.replace('"task_id":"t"', '"task_id":"t","content":{"a":1,"a":2}') + "}",
+            "duplicate",
+        ),
     ],
 )
 def test_self_contradicting_lines_are_invalid_frames(raw: str, why: str) -> None:
