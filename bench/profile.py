@@ -1,8 +1,13 @@
 """Where the sidecar's CPU goes, per stage of the data path, under one load phase.
 
-Starts a broker and a `sidecar run` process, attaches py-spy (sampling, so the figures
-are the process's own, not a profiler's overhead) for one load phase, and folds every
-sampled stack into the stage of its innermost frame that belongs to a known stage:
+Starts a broker and a `sidecar run` process, attaches py-spy for one load phase, and
+folds every sampled stack into the stage of its innermost frame that belongs to a known
+stage. py-spy samples with `--native`: its non-blocking mode reads a frame pointer that
+stays on the last Python frame while the thread is in C (uvloop, a system call), which
+put most samples in the "event loop". Native stacks say where a sample really was: one
+waiting in epoll is idle (not counted), one in a read/write/send system call is the
+kernel's share (counted as "system calls"). Shares are of on-CPU samples; us/delta
+splits the phase's measured CPU by them.
 
     python -m bench.profile --phase paced      # 200 streams x 40 deltas/s
     python -m bench.profile --phase burst      # 200 streams x 500 deltas, flat out
@@ -43,9 +48,18 @@ STAGES = (
 )
 
 
+# Innermost native frames: waiting (idle, not CPU) and system calls.
+IDLE = ("epoll_wait", "epoll_pwait")
+SYSCALLS = ("read (libc", "write (libc", "send (libc", "recv (libc", "writev (libc")
+
+
 def stage_of(stack: str) -> tuple[str, str]:
-    """The stage of a sampled stack, and the frame that named it."""
+    """The stage of a sampled stack, and the frame that named it ("idle" for a wait)."""
     frames = stack.split(";")
+    if frames and frames[-1].startswith(IDLE):
+        return "idle", frames[-1]
+    if frames and frames[-1].startswith(SYSCALLS):
+        return "system calls", frames[-1]
     for frame in reversed(frames):
         for stage, fragment in STAGES:
             if fragment in frame:
@@ -61,6 +75,8 @@ def fold(raw: Path) -> tuple[Counter[str], Counter[str]]:
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
             stage, frame = stage_of(stack)
+            if stage == "idle":
+                continue
             stages[stage] += int(count)
             frames[frame] += int(count)
     return stages, frames
@@ -79,7 +95,7 @@ async def profile(bootstrap: str, args: argparse.Namespace) -> None:
         proc = await start_sidecar(sock, bootstrap, topic, "--log-level", "warning", *args.extra)
         spy = await asyncio.create_subprocess_exec(
             *(args.py_spy, "record", "--pid", str(proc.pid), "--rate", "500"),
-            *("--format", "raw", "--output", str(raw), "--nonblocking"),
+            *("--format", "raw", "--output", str(raw), "--native"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
