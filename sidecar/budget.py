@@ -52,6 +52,16 @@ CLOSED_ENTRY_BYTES = 200
 PARENT_FACTOR = 2
 
 
+# A delta waiting in a window: its line's bytes, the decoded line (the update, its body's
+# dicts and strings: about 1,150 bytes for an agentex delta plus about its JSON again) and
+# the window's tuple. An estimate: deeply nested unknown fields cost more per byte.
+WINDOW_ENTRY_BYTES = 1200
+
+
+def window_entry_cost(line_len: int) -> int:
+    return WINDOW_ENTRY_BYTES + 2 * line_len
+
+
 def open_stream_cost(parent_json_len: int, ids_len: int) -> int:
     """An open stream's estimated state: the fixed part, and its last parent (whose JSON
     holds the ids, which the stream shares with its key)."""
@@ -70,6 +80,7 @@ class Budget:
         "pending_records",
         "reply_buffers",
         "stashed",
+        "windows",
     )
 
     def __init__(self) -> None:
@@ -85,13 +96,16 @@ class Budget:
         # them): the sink's pending bytes, the transports' write buffers, the cache.
         self.pending_records: Callable[[], int] = lambda: 0
         self.reply_buffers: Callable[[], int] = lambda: 0
+        # The deltas waiting in coalescing windows (part of open_streams): transient, at
+        # most a flush interval's worth, so estimated when asked rather than per delta.
+        self.windows: Callable[[], int] = lambda: 0
         self.partition_cache: Callable[[], int] = lambda: 0
 
     def held(self) -> dict[str, int]:
         """Every kind's bytes now (scrape time: some kinds are summed over connections)."""
         return {
             "pending_records": self.pending_records(),
-            "open_streams": self.open_streams,
+            "open_streams": self.open_streams + self.windows(),
             "partial_lines": self.partial_lines + self.stashed,
             "closed_streams": self.closed_streams,
             "reply_buffers": self.reply_buffers(),

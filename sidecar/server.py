@@ -156,6 +156,7 @@ class Server:
         budget.pending_records = lambda: sink.pending_bytes
         budget.reply_buffers = self.hub.reply_bytes
         budget.partition_cache = lambda: sink.cache_bytes
+        budget.windows = self.table.window_bytes
         m.held_bytes = budget.held
         m.closed_forgotten_early = lambda: self.table.forgotten_early
         self.trimmer = Trimmer(budget)

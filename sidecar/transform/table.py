@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.budget import CLOSED_ENTRY_BYTES, Budget, open_stream_cost
+from sidecar.budget import CLOSED_ENTRY_BYTES, Budget, open_stream_cost, window_entry_cost
 from sidecar.model import (
     AckToken,
     Clock,
@@ -170,6 +170,13 @@ class StreamTable:
     def closed_count(self) -> int:
         """Closed keys still remembered (some may be past their TTL, pruned lazily)."""
         return len(self._closed)
+
+    def window_bytes(self) -> int:
+        """Estimated bytes of the deltas waiting in coalescing windows (read at scrape
+        time, O(waiting deltas): nothing is counted per delta)."""
+        streams = [s for due, _, s in self._windows if s.due == due]
+        streams.extend(s for s, _ in self._ending.values())  # flushed when they go out
+        return sum(window_entry_cost(len(u.raw)) for s in streams for u, _ack in s.pending)
 
     @property
     def pending_chars(self) -> int:

@@ -83,6 +83,34 @@ def test_open_streams_are_counted_at_no_less_than_they_hold(id_chars: int) -> No
     assert held / n <= 1536  # issue 7: an idle open stream <= 1.5 KB (ids of 256 included)
 
 
+def test_deltas_waiting_in_windows_are_counted_at_no_less_than_they_hold() -> None:
+    t = Table()
+    owner = Owner()
+    n = 2000
+    for i in range(n):
+        t.send(start("t", f"m{i}"), owner)
+        t.send(delta("t", f"m{i}", "first"), owner)  # the leading edge goes out at once
+    lines = [orjson.dumps(delta("t", f"m{i}", f"w{j}")) for i in range(n) for j in range(3)]
+    t.records.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for raw in lines:
+            (frame,) = _decoded([memoryview(raw).tobytes()])  # its own bytes, as a read slices
+            t.table.handle(frame, owner, None)
+        del frame
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert not t.records  # all of them wait in their windows
+    counted = t.table.window_bytes()
+    assert held <= counted <= 2 * held, (held / len(lines), counted / len(lines))
+    t.clock.advance(1)  # the windows flush
+    assert t.table.window_bytes() == 0
+
+
 @pytest.mark.parametrize("id_chars", [12, 256])
 def test_a_closed_stream_costs_a_fixed_entry_whatever_its_ids(id_chars: int) -> None:
     t = Table()
