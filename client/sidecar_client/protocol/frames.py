@@ -141,7 +141,7 @@ def decode_frame(line: bytes) -> Update | Hello:
         raise _invalid("an object has a duplicate key (the same name twice)")
     kind = obj.get("type")
     if kind == "delta":
-        return _decode_delta(obj, line)
+        return _decode_delta(obj, line, ptm, delta)
     decode = _DECODERS.get(kind) if type(kind) is str else None
     if decode is None:
         raise _invalid(f"type must be one of {_FRAME_TYPES} ({_got_at(obj, 'type')})")
@@ -212,9 +212,10 @@ def _exact_duplicates(line: bytes) -> bool:
     return found
 
 
-def _decode_delta(obj: dict[str, Any], line: bytes) -> Update:
+def _decode_delta(obj: dict[str, Any], line: bytes, ptm: Any, delta: Any) -> Update:
+    """A delta update; `ptm` and `delta` are the line's two objects, as decode_frame
+    looked them up already."""
     # `_head` inline: a delta is most lines, and a call is a tenth of its decoding.
-    ptm = obj.get("parent_task_message")
     if type(ptm) is not dict:
         raise _head_error(obj)
     task_id = ptm.get("task_id")
@@ -230,7 +231,6 @@ def _decode_delta(obj: dict[str, Any], line: bytes) -> Update:
         and (index is None or (type(index) is int and INDEX_MIN <= index <= INDEX_MAX))
     ):
         raise _head_error(obj)
-    delta = obj.get("delta")
     if type(delta) is dict:
         dtype = delta.get("type")
         spec = _SPECS.get(dtype) if type(dtype) is str else None
@@ -296,8 +296,8 @@ def _decode_hello(obj: dict[str, Any], line: bytes) -> Hello:
     return Hello(client, mode)
 
 
+# "delta" is not here: decode_frame calls _decode_delta itself, with the objects it holds.
 _DECODERS: dict[str, Callable[[dict[str, Any], bytes], Update | Hello]] = {
-    "delta": _decode_delta,
     "start": _decode_start,
     "full": _decode_full,
     "done": _decode_done,
