@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 from collections.abc import Callable
 
 log = logging.getLogger("sidecar.budget")
@@ -136,21 +137,46 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return fn
 
 
+def process_rss() -> int:
+    """This process's resident set size in bytes (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 class Trimmer:
     """Gives freed heap back to the kernel after a flood.
 
     glibc keeps freed memory in its heap (and only returns the top of it on its own), so
     after a flood of records or lines the process would stay at its peak RSS long after
-    every byte was delivered. Checked about once a second: once held bytes have fallen
-    below a quarter of their high point since the last trim, and that point was at least
-    `min_drop` higher, `malloc_trim(0)` returns the free pages (a few ms once per flood).
+    every byte was delivered. Checked about once a second; `malloc_trim(0)` returns the
+    free pages (a few ms) when either
+    - held bytes have fallen to a quarter of their high point since the last trim, and by
+      at least `min_drop` (a flood of records is over), or
+    - RSS has grown by at least twice `min_drop` since the last trim and held bytes are
+      under a quarter of that growth (a flood of lines that held little, such as invalid
+      ones, left freed heap behind). A trim that frees nothing raises the floor, so it is
+      not repeated until RSS grows that much again.
     """
 
-    def __init__(self, budget: Budget, *, min_drop: int = 8 << 20) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        min_drop: int = 8 << 20,
+        rss: Callable[[], int] = process_rss,
+    ) -> None:
         self.budget = budget
         self.min_drop = min_drop
         self.high = 0
         self.trims = 0
+        self._rss = rss
+        self.floor = rss()
         self._trim = _malloc_trim()
 
     def check(self) -> bool:
@@ -158,12 +184,14 @@ class Trimmer:
         held = sum(self.budget.held().values())
         if held > self.high:
             self.high = held
-            return False
-        if self.high - held < self.min_drop or held * 4 > self.high:
-            return False
-        self.high = held
-        if self._trim is None:
+        rss = self._rss()
+        grown = rss - self.floor
+        drained = self.high - held >= self.min_drop and held * 4 <= self.high
+        leftover = grown >= 2 * self.min_drop and held * 4 <= grown
+        if not (drained or leftover) or self._trim is None:
             return False
         self._trim(0)
         self.trims += 1
+        self.high = held
+        self.floor = self._rss()
         return True

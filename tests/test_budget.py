@@ -10,7 +10,7 @@ MiB = 1 << 20
 def test_trims_once_held_bytes_fall_to_a_quarter_of_their_high_point() -> None:
     budget = Budget()
     calls: list[int] = []
-    trimmer = Trimmer(budget, min_drop=8 * MiB)
+    trimmer = Trimmer(budget, min_drop=8 * MiB, rss=lambda: 0)
 
     def trim(pad: int) -> int:
         calls.append(pad)
@@ -35,7 +35,7 @@ def test_trims_once_held_bytes_fall_to_a_quarter_of_their_high_point() -> None:
 
 def test_without_glibc_nothing_is_called() -> None:
     budget = Budget()
-    trimmer = Trimmer(budget, min_drop=1)
+    trimmer = Trimmer(budget, min_drop=1, rss=lambda: 0)
     trimmer._trim = None
     budget.open_streams = 100
     assert not trimmer.check()
@@ -49,9 +49,29 @@ def test_every_kind_is_reported() -> None:
 
 def test_a_small_drop_is_not_worth_a_trim() -> None:
     budget = Budget()
-    trimmer = Trimmer(budget, min_drop=8 * MiB)
+    trimmer = Trimmer(budget, min_drop=8 * MiB, rss=lambda: 0)
     trimmer._trim = lambda pad: 1
     budget.open_streams = 9 * MiB
     assert not trimmer.check()
     budget.open_streams = 2 * MiB  # a quarter, but only 7 MiB below
+    assert not trimmer.check()
+
+
+def test_trims_when_rss_grew_by_far_more_than_is_held() -> None:
+    """A flood of lines that held little (invalid ones, say) still leaves freed heap: RSS
+    grown by twice min_drop with held bytes under a quarter of the growth is trimmed,
+    and a trim that freed nothing is not repeated until RSS grows as much again."""
+    budget = Budget()
+    rss = [100 * MiB]
+    trimmer = Trimmer(budget, min_drop=8 * MiB, rss=lambda: rss[0])
+    trimmer._trim = lambda pad: 1
+    budget.open_streams = 2 * MiB
+    rss[0] = 115 * MiB  # 15 MiB more: not yet
+    assert not trimmer.check()
+    rss[0] = 150 * MiB  # 50 MiB more, 2 MiB held
+    assert trimmer.check()
+    assert trimmer.floor == 150 * MiB  # it freed nothing (the stub): the floor rises
+    assert not trimmer.check()
+    budget.open_streams = 20 * MiB  # growth that is held bytes is not trimmed
+    rss[0] = 170 * MiB
     assert not trimmer.check()
