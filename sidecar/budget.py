@@ -8,9 +8,12 @@ Kinds, and what bounds each (README "The memory budget"):
   most --max-frame-bytes). Charged to --max-pending-bytes together with pending records:
   past it socket reads pause (backpressure, `SinkBase`), and resume below three quarters.
 - `open_streams`: each open stream's state (its object, ids, last parent, map entries),
-  estimated when it opens. The terminals they will need respect the limit: streams
-  ended while reads are paused (a disconnect, the idle timeout) wait, closed, for room
-  before their flush and synthesized `done` are produced (`StreamTable` "ending").
+  estimated when it opens, bounded by --max-open-stream-bytes (past it reads pause
+  until streams end), and the deltas in its coalescing window (at most a flush
+  interval's worth, estimated when asked). The terminals they
+  will need respect --max-pending-bytes: streams ended while pending records leave no
+  room (a disconnect, the idle timeout) wait, closed, before their flush and
+  synthesized `done` are produced (`StreamTable` "ending").
 - `closed_streams`: the table of recently closed streams (a fixed-size digest per
   stream); bounded by --max-closed-stream-bytes (oldest forgotten early past it).
 - `reply_buffers`: replies written and not yet read by the clients; bounded per
@@ -74,10 +77,12 @@ class Budget:
 
     __slots__ = (
         "closed_streams",
+        "max_open_streams",
         "open_streams",
         "partial_lines",
         "partition_cache",
         "pending_records",
+        "pressure",
         "reply_buffers",
         "stashed",
         "windows",
@@ -85,6 +90,10 @@ class Budget:
 
     def __init__(self) -> None:
         self.open_streams = 0
+        # --max-open-stream-bytes: past it reads pause until streams end (the idle
+        # timeout, their terminals); `pressure` re-checks (the server wires the sink's).
+        self.max_open_streams = 1 << 62
+        self.pressure: Callable[[], None] = lambda: None
         self.partial_lines = 0
         # Bytes read past a line that a connection finished under backpressure, held until
         # reads resume (at most one read per connection). Reported with partial lines but

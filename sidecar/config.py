@@ -200,6 +200,14 @@ class TransformSettings(_Settings):
         "time are rejected with stream_closed.",
         ge=0,
     )
+    max_open_stream_bytes: int = setting(
+        128 * MiB,
+        "Memory for the state of open streams, in bytes (about 1 KB an agentex stream); "
+        "past it run stops reading the sockets until streams end (by the idle timeout, "
+        "since no frame is read meanwhile) and fall to three quarters of it. A guard "
+        "against streams that are opened and never ended.",
+        ge=4096,
+    )
     max_closed_stream_bytes: int = setting(
         8 * MiB,
         "Memory for remembering closed streams, in bytes (about 200 bytes a stream, "

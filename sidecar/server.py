@@ -128,7 +128,7 @@ class Server:
             idle_timeout=cfg.stream_idle_timeout,
             failed_ttl=cfg.delivery_timeout_ms / 1000,
             budget=sink.budget,
-            room=lambda: not sink.paused,
+            room=lambda: sink.has_room,
         )
         self.hub: Hub[Connection] = Hub()
         self.intake = Intake(
@@ -157,6 +157,8 @@ class Server:
         budget.reply_buffers = self.hub.reply_bytes
         budget.partition_cache = lambda: sink.cache_bytes
         budget.windows = self.table.window_bytes
+        budget.max_open_streams = cfg.max_open_stream_bytes
+        budget.pressure = sink.check_pressure
         m.held_bytes = budget.held
         m.closed_forgotten_early = lambda: self.table.forgotten_early
         self.trimmer = Trimmer(budget)

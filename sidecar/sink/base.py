@@ -142,28 +142,42 @@ class SinkBase:
             self._pause()
 
     def check_pressure(self) -> None:
-        """Pause or resume after partial lines changed (a read left a line unfinished, or
-        finished one), outside submit and settle."""
-        held = self.pending_bytes + self.budget.partial_lines
+        """Pause or resume after a change outside submit and settle: partial lines (a
+        read left a line unfinished, or finished one), or open streams past their bound."""
+        budget = self.budget
         if not self.paused:
-            if held > self.max_pending_bytes:
+            if (
+                self.pending_bytes + budget.partial_lines > self.max_pending_bytes
+                or budget.open_streams > budget.max_open_streams
+            ):
                 self._pause()
-        elif held <= self._resume_at:
+        elif self._below_resume():
             self._resume()
 
     @property
-    def _resume_at(self) -> float:
-        return self.max_pending_bytes * _RESUME_RATIO
+    def has_room(self) -> bool:
+        """Pending records (with partial lines) leave room under the limit: records may
+        be produced without reading more (terminals of streams ended meanwhile)."""
+        return self.pending_bytes + self.budget.partial_lines <= self.max_pending_bytes
+
+    def _below_resume(self) -> bool:
+        budget = self.budget
+        return (
+            self.pending_bytes + budget.partial_lines <= self.max_pending_bytes * _RESUME_RATIO
+            and budget.open_streams <= budget.max_open_streams * _RESUME_RATIO
+        )
 
     def _pause(self) -> None:
         self.paused = True
         self._paused_at = self.clock()
+        budget = self.budget
         log.warning(
-            "held bytes %d (%d of pending records) passed --max-pending-bytes %d: "
-            "pausing socket reads",
-            self.pending_bytes + self.budget.partial_lines,
-            self.pending_bytes,
+            "pausing socket reads: pending records and partial lines %d bytes "
+            "(--max-pending-bytes %d), open streams %d bytes (--max-open-stream-bytes %d)",
+            self.pending_bytes + budget.partial_lines,
             self.max_pending_bytes,
+            budget.open_streams,
+            budget.max_open_streams,
         )
         self.on_pressure(True)
 
@@ -171,9 +185,10 @@ class SinkBase:
         self.paused = False
         self._paused_total += self.clock() - self._paused_at
         log.info(
-            "held bytes back to %d (%d of pending records): resuming socket reads",
+            "resuming socket reads: pending records and partial lines %d bytes, open "
+            "streams %d bytes",
             self.pending_bytes + self.budget.partial_lines,
-            self.pending_bytes,
+            self.budget.open_streams,
         )
         self.on_pressure(False)
 
@@ -271,7 +286,7 @@ class SinkBase:
     def _released(self, size: int) -> None:
         """Settled records held `size` bytes: resume reading if that made room."""
         self.pending_bytes -= size
-        if self.paused and self.pending_bytes + self.budget.partial_lines <= self._resume_at:
+        if self.paused and self._below_resume():
             self._resume()
         if not self._pending:
             self._drained.set()

@@ -502,7 +502,10 @@ class StreamTable:
             size = len(update.raw)
         key = stream.key
         stream.held = cost = open_stream_cost(size, len(key[0]) + len(key[1]))
-        self._budget.open_streams += cost
+        budget = self._budget
+        budget.open_streams += cost
+        if budget.open_streams > budget.max_open_streams:
+            budget.pressure()
 
     def _release(self, stream: Stream) -> None:
         self._budget.open_streams -= stream.held

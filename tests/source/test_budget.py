@@ -115,3 +115,30 @@ async def test_a_partial_line_dropped_at_disconnect_is_uncharged(tmp_path: Path)
             while server.hub.connections:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert server.intake.budget.partial_lines == 0
+
+
+async def test_open_streams_past_their_bound_pause_reads_until_streams_end(
+    tmp_path: Path,
+) -> None:
+    """100 streams opened and left open against --max-open-stream-bytes of 64 KiB (about
+    64 agentex streams): reads pause, so the next line waits; the idle timeout ends the
+    streams (nothing else can while no frame is read), reads resume, the line is served."""
+    sink = MemorySink()
+    config = make_config(tmp_path, max_open_stream_bytes=64 << 10, stream_idle_timeout=1.0)
+    async with open_server(config, sink) as server:
+        paused = watch_pause(server)
+        c = await RawClient.connect(server.config.socket)
+        await c.send({"type": "hello", "acks": "all"}, *(start("t", f"m{i}") for i in range(100)))
+        await c.read_replies(100)
+        await asyncio.wait_for(paused.wait(), 10)
+        assert server.sink.paused
+        assert server.metrics.sample(HELD, kind="open_streams") > 64 << 10
+        await c.send(full("t", "after", "x"))
+        (reply,) = (await c.read_replies(101, timeout=20))[100:]
+        assert reply["type"] == "ack"
+        kinds = [(r.message_id, r.terminal_reason) for _, _, r in sink.records]
+        ended = [i for i, (_, why) in enumerate(kinds) if why == "idle_timeout"]
+        assert len(ended) == 100
+        assert kinds.index(("after", "client")) > max(ended)
+        assert not server.hub.paused
+        await c.aclose()
