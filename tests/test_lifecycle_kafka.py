@@ -6,7 +6,6 @@ import asyncio
 import logging
 import re
 import signal
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -29,6 +28,7 @@ from tests.helpers import (
     until_kafka_state,
     watch_pause,
 )
+from tests.sidecar_process import status_bytes, until_metric
 from tests.test_e2e_kafka import check_streams, consume, delta_text, open_agent
 
 pytestmark = pytest.mark.kafka
@@ -166,25 +166,6 @@ async def test_sigterm_drains_ends_streams_and_exits_0(
     assert got[("t2", "closed")][-1].headers["terminal_reason"] == b"client"
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith(field + ":"):
-            return int(row.split()[1])
-    raise KeyError(field)
-
-
-async def _gauge(port: int, name: str) -> float:
-    def get() -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body: bytes = resp.read()
-            return body
-
-    for row in (await asyncio.to_thread(get)).decode().splitlines():
-        if row.startswith(name + " "):
-            return float(row.split()[1])
-    raise KeyError(name)
-
-
 @pytest.mark.timeout(300)
 async def test_rss_growth_in_an_outage_stays_within_the_pending_limit(
     tmp_path: Path, own_broker: KRaftCluster
@@ -209,17 +190,14 @@ async def test_rss_growth_in_an_outage_stays_within_the_pending_limit(
         c = await RawClient.connect(sock)
         await c.send({"type": "hello", "acks": "terminal"}, full("warm", "up", "x"))
         await c.read_replies(1, timeout=60)  # the producer is up and has delivered once
-        base = _status_kib(proc.pid, "VmRSS")
+        base = status_bytes(proc.pid, "VmRSS")
         await asyncio.to_thread(own_broker.stop)
         payload = b"".join(line(text_delta("t", "m", f"{i:06d}" + "x" * 2000)) for i in range(n))
         writer = asyncio.create_task(c.send(start("t", "m"), payload, done("t", "m")))
-        # Another process: no event to wait on, so its ops endpoint is polled (bounded).
-        async with asyncio.timeout(120):
-            while await _gauge(port, "sidecar_backpressure") != 1:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
+        await until_metric(port, "sidecar_backpressure", 1)
         await asyncio.sleep(1.0)  # give a broken bound the chance to show itself
         assert not writer.done()  # the agent feels the backpressure
-        grown = (_status_kib(proc.pid, "VmHWM") - base) * 1024
+        grown = status_bytes(proc.pid, "VmHWM") - base
         assert grown <= 1.5 * limit + (8 << 20), f"RSS grew {grown >> 20} MiB"
         await asyncio.to_thread(own_broker.start)
         await asyncio.wait_for(writer, 180)

@@ -5,7 +5,6 @@ flood."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,43 +13,13 @@ from testbed.base import free_ports
 from testbed.process import start_sidecar
 from tests.conftest import NewTopic
 from tests.helpers import RawClient, done, full, line, start, text_delta
+from tests.sidecar_process import metric, reset_peak, status_bytes, until_metric
 from tests.test_e2e_kafka import check_streams, consume
 
 pytestmark = pytest.mark.kafka
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def status_bytes(pid: int, field: str) -> int:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith(field + ":"):
-            return int(row.split()[1]) * KiB
-    raise KeyError(field)
-
-
-def reset_peak(pid: int) -> None:
-    """Start VmHWM again from the current RSS (Linux: clear_refs 5)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-async def metric(port: int, name: str) -> float:
-    def get() -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body: bytes = resp.read()
-            return body
-
-    for row in (await asyncio.to_thread(get)).decode().splitlines():
-        if row.startswith(name + " "):
-            return float(row.split()[1])
-    raise KeyError(name)
-
-
-async def until_metric(port: int, name: str, value: float, timeout: float = 120) -> None:
-    # Another process: no event to wait on, so its ops endpoint is polled (bounded).
-    async with asyncio.timeout(timeout):
-        while await metric(port, name) != value:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
 
 
 async def run_sidecar(tmp_path: Path, bs: str, topic: str, *extra: str) -> tuple[object, int]:

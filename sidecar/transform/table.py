@@ -267,22 +267,7 @@ class StreamTable:
             # Leading edge: the first delta, or the first after a quiet spell.
             if not stream.pending:
                 # The common case needs no Pending, no merge: the line's bytes as sent.
-                key = stream.key
-                # Positional: this is the hottest constructor call of the data path.
-                record = Record(
-                    key[0],
-                    key[1],
-                    "delta",
-                    update.raw,
-                    stream.next_seq,
-                    None,
-                    (ack,) if ack is not None else (),
-                    1,
-                    now if last is None else None,
-                    stream.uid,
-                    stream.owner,
-                    stream.last_seq,
-                )
+                record = _line_record(stream, update, ack, now if last is None else None)
                 stream.next_seq += 1
                 stream.last_flush = now
                 self._emit(record)
@@ -472,14 +457,9 @@ class StreamTable:
         """Flush, then a synthesized `done` with the stream's last parent and index. With no
         room in the sink (and `wait`), the stream closes now and both wait (`_ending`)."""
         if wait and not self._room():
-            self._close_window(stream)
-            key = stream.key
-            del self._open[key]
-            self._disown(stream)
-            self._remember_closed(key, now)
-            if not self._open:
-                self._cancel_idle()
-            self._ending[key] = (stream, reason)
+            # Closed now; its state stays charged until the terminal goes out.
+            self._close(stream, now, release=False)
+            self._ending[stream.key] = (stream, reason)
             return
         self._flush(stream, now)
         self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
@@ -524,23 +504,7 @@ class StreamTable:
         emit = self._emit
         if len(pending) == 1:  # the usual window at an LLM's pace: one line, as sent
             update, ack = pending[0]
-            key = stream.key
-            emit(
-                Record(
-                    key[0],
-                    key[1],
-                    "delta",
-                    update.raw,
-                    stream.next_seq,
-                    None,
-                    (ack,) if ack is not None else (),
-                    1,
-                    None,
-                    stream.uid,
-                    stream.owner,
-                    stream.last_seq,
-                )
-            )
+            emit(_line_record(stream, update, ack, None))
             stream.next_seq += 1
             return
         for run in runs(pending):
@@ -585,9 +549,9 @@ class StreamTable:
         stream.next_seq += 1
         self._emit(record)
 
-    def _close(self, stream: Stream, now: float) -> None:
+    def _close(self, stream: Stream, now: float, *, release: bool = True) -> None:
         self._close_window(stream)
-        if stream.held:
+        if release and stream.held:
             self._release(stream)
         key = stream.key
         del self._open[key]
@@ -692,6 +656,28 @@ def _prune(table: OrderedDict[int, float], limit: float) -> int:
         del table[key]
         n += 1
     return n * CLOSED_ENTRY_BYTES
+
+
+def _line_record(
+    stream: Stream, update: Update, ack: AckToken | None, first_delta_at: float | None
+) -> Record:
+    """The record of one delta line alone: its bytes as sent, the stream's next seq."""
+    key = stream.key
+    # Positional: this is the data path's hottest constructor call.
+    return Record(
+        key[0],
+        key[1],
+        "delta",
+        update.raw,
+        stream.next_seq,
+        None,
+        (ack,) if ack is not None else (),
+        1,
+        first_delta_at,
+        stream.uid,
+        stream.owner,
+        stream.last_seq,
+    )
 
 
 def _name(key: StreamKey) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from sidecar.config import Config
 from sidecar.metrics import Metrics
 from sidecar.model import Record
@@ -56,32 +58,27 @@ def in_flight(sink: KafkaSink) -> list[Record]:
     return batch[1]
 
 
-async def test_a_freed_lane_waits_out_the_linger_of_its_first_waiting_record() -> None:
+@pytest.mark.parametrize(
+    ("waited", "at_once"),
+    [(0.003, False), (0.030, True)],  # of a 20 ms linger
+)
+async def test_a_freed_lane_sends_when_its_first_waiting_record_has_lingered(
+    waited: float, at_once: bool
+) -> None:
     clock = Clock()
-    sink = make_sink(clock)
+    sink = make_sink(clock, linger_ms=20)
     sink.submit(record(0))
     sent = in_flight(sink)
     clock.now += 0.005
     sink.submit(record(1))  # waits while the first batch is in flight
     disarm(sink)
-    clock.now += 0.003  # Kafka acknowledges the first batch 8 ms in
+    clock.now += waited  # then Kafka acknowledges the first batch
     sink._on_batch_done(sink._lanes[0], sent, acknowledged(0))
     assert sink.pending_records == 1
-    assert not sink._wakeup.is_set()  # not at once: record 1 has waited 3 ms of 20
-    tick = sink._tick
-    assert tick is not None
-    assert abs(tick.when() - asyncio.get_running_loop().time() - 0.017) < 0.005
-
-
-async def test_a_freed_lane_whose_record_lingered_long_enough_sends_at_once() -> None:
-    clock = Clock()
-    sink = make_sink(clock)
-    sink.submit(record(0))
-    sent = in_flight(sink)
-    clock.now += 0.001
-    sink.submit(record(1))
-    disarm(sink)
-    clock.now += 0.030  # a slow acknowledgement: record 1 waited past the linger
-    sink._on_batch_done(sink._lanes[0], sent, acknowledged(0))
-    assert sink._wakeup.is_set()
-    assert sink._tick is None
+    assert sink._wakeup.is_set() is at_once
+    if at_once:
+        assert sink._tick is None
+    else:  # armed for the rest of record 1's linger
+        assert sink._tick is not None
+        left = sink._tick.when() - asyncio.get_running_loop().time()
+        assert abs(left - (0.020 - waited)) < 0.005
