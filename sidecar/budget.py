@@ -161,7 +161,11 @@ class Trimmer:
     - RSS has grown by at least twice `min_drop` since the last trim and held bytes are
       under a quarter of that growth (a flood of lines that held little, such as invalid
       ones, left freed heap behind). A trim that frees nothing raises the floor, so it is
-      not repeated until RSS grows that much again.
+      not repeated until RSS grows that much again, or
+    - held bytes are down to an eighth of `min_drop` after a trim made with more held:
+      the flood's tail. A trim at a quarter of the high point can come while a few MiB
+      are still held (the check runs once a second), and what they free then is no
+      `min_drop` drop of its own.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class Trimmer:
         self.min_drop = min_drop
         self.high = 0
         self.trims = 0
+        self.trimmed_at = 0  # held bytes at the last trim
         self._rss = rss
         self.floor = rss()
         self._trim = _malloc_trim()
@@ -188,10 +193,11 @@ class Trimmer:
         grown = rss - self.floor
         drained = self.high - held >= self.min_drop and held * 4 <= self.high
         leftover = grown >= 2 * self.min_drop and held * 4 <= grown
-        if not (drained or leftover) or self._trim is None:
+        tail = held <= self.min_drop // 8 < self.trimmed_at
+        if not (drained or leftover or tail) or self._trim is None:
             return False
         self._trim(0)
         self.trims += 1
-        self.high = held
+        self.high = self.trimmed_at = held
         self.floor = self._rss()
         return True

@@ -40,3 +40,14 @@ async def until_metric(port: int, name: str, value: float, timeout: float = 120)
     async with asyncio.timeout(timeout):
         while await metric(port, name) != value:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+
+
+async def rss_down_to(pid: int, target: int, timeout: float = 30) -> int:
+    """The RSS as soon as it is at most `target` bytes, or as it is when `timeout` passes
+    (the caller asserts on it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    # Another process: polled, bounded by the deadline.
+    while (rss := status_bytes(pid, "VmRSS")) > target and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    return rss

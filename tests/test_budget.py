@@ -33,6 +33,26 @@ def test_trims_once_held_bytes_fall_to_a_quarter_of_their_high_point() -> None:
     assert trimmer.trims == 1
 
 
+def test_trims_the_tail_of_a_flood_once_after_trimming_with_some_still_held() -> None:
+    # The once-a-second check found 6 MiB still held at a quarter of the high point; what
+    # those free later is no min_drop of its own, but comes back when they are gone.
+    budget = Budget()
+    trimmer = Trimmer(budget, min_drop=8 * MiB, rss=lambda: 0)
+    trimmer._trim = lambda pad: 1
+    held = [0]
+    budget.pending_records = lambda: held[0]
+    for value, trims in [
+        (64 * MiB, False),
+        (6 * MiB, True),  # a quarter or less of 64 MiB
+        (2 * MiB, False),  # not yet the tail
+        (MiB // 2, True),  # an eighth of min_drop or less: the tail
+        (0, False),  # once
+    ]:
+        held[0] = value
+        assert trimmer.check() is trims, value
+    assert trimmer.trims == 2
+
+
 def test_without_glibc_nothing_is_called() -> None:
     budget = Budget()
     trimmer = Trimmer(budget, min_drop=1, rss=lambda: 0)
