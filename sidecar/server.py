@@ -138,6 +138,7 @@ class Server:
             end_on_disconnect=cfg.on_disconnect == "end",
         )
         self.intake.budget = sink.budget
+        self.intake.max_partial_bytes = sink.max_pending_bytes // 2
         self.intake.pressure = sink.check_pressure
         admission = Admission.of(cfg.allowed_uids, cfg.allowed_gids)
         sink.on_pressure = self._on_pressure

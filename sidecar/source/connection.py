@@ -18,6 +18,7 @@ from sidecar.metrics import Metrics
 from sidecar.source.hub import Hub
 from sidecar.source.peer import Admission, peer_of
 from sidecar.source.session import Intake, Session
+from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.source")
 
@@ -110,8 +111,30 @@ class Connection(asyncio.Protocol):
         held = framer.buffered - before
         if held:
             # The unfinished line is charged to the memory budget (once per read).
-            self.intake.budget.partial_lines += held
+            budget = self.intake.budget
+            budget.partial_lines += held
+            if held > 0 and budget.partial_lines > self.intake.max_partial_bytes:
+                self._skip_unfinished_line()
             self.intake.pressure()
+
+    def _skip_unfinished_line(self) -> None:
+        """Unfinished lines fill their share of the budget: the one that just grew is
+        skipped to its end and answered `frame_too_large`, and the connection goes on
+        with its next line. Paused reads wait for pending records, which Kafka drains;
+        half lines of clients that stopped writing would never go, so they may hold at
+        most half of --max-pending-bytes, below where reads resume."""
+        assert self.session is not None
+        framer = self.session.framer
+        size = framer.buffered
+        seq = framer.abandon()
+        self.intake.budget.partial_lines -= size
+        self.metrics.frames["invalid"] += 1
+        self.session.send_error(
+            seq,
+            ErrorCode.FRAME_TOO_LARGE,
+            f"line skipped: unfinished lines fill their share of --max-pending-bytes "
+            f"({self.intake.max_partial_bytes} bytes); write each line whole",
+        )
 
     def eof_received(self) -> bool:
         if self.session is None:

@@ -57,6 +57,10 @@ class Intake:
         # server wires both to the sink's).
         self.budget = Budget()
         self.pressure: Callable[[], None] = lambda: None
+        # What unfinished lines may hold together (the server sets half of
+        # --max-pending-bytes): past it the line that grew is skipped, so half lines of
+        # clients that stopped writing can never hold every reader paused on their own.
+        self.max_partial_bytes = 1 << 62
 
 
 class Outlet(Protocol):

@@ -71,11 +71,12 @@ async def test_a_burst_of_disconnect_terminals_waits_for_room(tmp_path: Path) ->
 async def test_partial_lines_count_and_their_writers_finish_them_when_paused(
     tmp_path: Path,
 ) -> None:
-    """Three connections each hold 60 KB of an unfinished line: together past a 128 KiB
-    limit, so reads pause. A paused connection could never finish its line, so the three
-    read on until their lines are complete (no deadlock), and no further: what came
-    after a line's end waits for reads to resume; a fourth connection, at a line
-    boundary, waits too. Every line is answered, in order."""
+    """Kafka away with about 77 KB of records pending under a 128 KiB limit; then three
+    connections each hold 20 KB of an unfinished line: together past the limit, so reads
+    pause. A paused connection could never finish its line, so the three read on until
+    their lines are complete (no deadlock), and no further: what came after a line's end
+    waits for reads to resume; a fourth connection, at a line boundary, waits too. Kafka
+    back, every line is answered, in order."""
     limit = 128 << 10
     sink = MemorySink(max_pending_bytes=limit)
     async with open_server(make_config(tmp_path), sink) as server:
@@ -84,21 +85,68 @@ async def test_partial_lines_count_and_their_writers_finish_them_when_paused(
         writers = [await RawClient.connect(server.config.socket) for _ in range(3)]
         idle = await RawClient.connect(server.config.socket)
         await idle.send(hello)
-        lines = [orjson.dumps(full("t", f"m{i}", "x" * 100_000)) + b"\n" for i in range(3)]
+        sink.hold.set()  # Kafka away: what is submitted stays pending
+        await idle.send(*(full("t", f"held{i}", "h" * 25_000) for i in range(3)))
+        await sink.wait_for(lambda s: s.pending_records == 3)
+        # Two half lines of 20 KB fit under the limit with these records, three do not.
+        assert not sink.paused and limit - 3 * 20_000 < sink.pending_bytes <= limit - 2 * 20_000
+        lines = [orjson.dumps(full("t", f"m{i}", "x" * 40_000)) + b"\n" for i in range(3)]
         for w, raw in zip(writers, lines, strict=True):
-            await w.send(hello, raw[:60_000])
+            await w.send(hello, raw[:20_000])
         await asyncio.wait_for(paused.wait(), 10)
-        assert server.metrics.sample(HELD, kind="partial_lines") >= 3 * 60_000 - 3 * 64
+        assert server.metrics.sample(HELD, kind="partial_lines") >= 3 * 20_000 - 3 * 64
         await idle.send(full("t", "idle", "y"))  # not read while paused
         for i, (w, raw) in enumerate(zip(writers, lines, strict=True)):
-            await w.send(raw[60_000:] + orjson.dumps(full("t", f"next{i}", "z")) + b"\n")
+            await w.send(raw[20_000:] + orjson.dumps(full("t", f"next{i}", "z")) + b"\n")
+        # Each writer's line was read whole (finishing it under the pause), not its next.
+        await sink.wait_for(lambda s: s.pending_records == 6)
+        assert server.intake.budget.partial_lines == 0  # none charged; the next lines wait
+        assert server.sink.paused  # still paused
+        sink.release()
         for w in writers:
             replies = await w.read_replies(2, timeout=10)
             assert [(r["type"], r["seq"]) for r in replies] == [("ack", 2), ("ack", 3)]
-        assert (await idle.read_replies(1, timeout=10))[0]["type"] == "ack"
+        replies = await idle.read_replies(4, timeout=10)
+        assert [(r["type"], r["seq"]) for r in replies] == [("ack", n) for n in (2, 3, 4, 5)]
         assert server.metrics.sample(HELD, kind="partial_lines") == 0
         assert not sink.paused
         for c in (*writers, idle):
+            await c.aclose()
+
+
+async def test_unfinished_lines_past_half_the_limit_are_skipped_so_no_stall(
+    tmp_path: Path,
+) -> None:
+    """Half lines of clients that stopped writing would never go: together they may hold
+    at most half of --max-pending-bytes, below where paused reads resume. The line that
+    grows past that share is skipped (`frame_too_large`) and its connection goes on; the
+    other connections are served throughout."""
+    limit = 128 << 10
+    sink = MemorySink(max_pending_bytes=limit)
+    async with open_server(make_config(tmp_path), sink) as server:
+        hello = {"type": "hello", "acks": "all"}
+        stalled = [await RawClient.connect(server.config.socket) for _ in range(3)]
+        for c in stalled[:2]:
+            await c.send(hello, b'{"type":"full"' + b" " * 30_000)  # never finished
+        async with asyncio.timeout(10):
+            while server.intake.budget.partial_lines < 2 * 30_000:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # the server's read of a write: no event to await
+        third = stalled[2]
+        await third.send(hello, b'{"type":"full"' + b" " * 30_000)  # past 64 KiB together
+        (reply,) = await third.read_replies(1)
+        assert (reply["type"], reply["code"], reply["seq"]) == ("error", "frame_too_large", 2)
+        assert "unfinished lines fill their share" in reply["message"]
+        assert server.metrics.sample(HELD, kind="partial_lines") <= limit // 2
+        # The skipped line's rest is dropped up to its newline; the next line is served.
+        await third.send(b' "ignored"}\n', full("t", "third", "z"))
+        reply = (await third.read_replies(2))[1]
+        assert (reply["type"], reply["seq"]) == ("ack", 3)
+        # Another client is not held up by the two stalled ones.
+        other = await RawClient.connect(server.config.socket)
+        await other.send(hello, full("t", "other", "y"))
+        assert (await other.read_replies(1))[0]["type"] == "ack"
+        assert not sink.paused
+        for c in (*stalled, other):
             await c.aclose()
 
 

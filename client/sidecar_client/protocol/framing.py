@@ -107,6 +107,17 @@ class LineFramer:
             self._hold(tail, events)
         return events
 
+    def abandon(self) -> int:
+        """Drop the unfinished line held now and skip the rest of it, up to its newline;
+        returns its sequence number (0: no line was held). For a server that can no
+        longer hold it (the line is then answered with an error, like an over-long one)."""
+        if not self._buf:
+            return 0
+        self.seq += 1
+        self._buf.clear()
+        self._skipping = True
+        return self.seq
+
     def close(self) -> bool:
         """End of input: drop a partial line; True if there was one.
 
