@@ -16,7 +16,6 @@ import asyncio
 import logging
 import sys
 import time
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 
@@ -126,10 +125,7 @@ class SinkBase:
         if record.terminal_reason is not None:
             self.metrics.streams_ended[record.terminal_reason] += 1
         record.submitted_at = self.clock()
-        n = len(record.acks)  # footprint(), inline: this runs for every record
-        size = RECORD_OVERHEAD + len(record.value) + self._accept(record)
-        if n:
-            size += n * ACK_OVERHEAD + ACKS_LIST_OVERHEAD
+        size = footprint(record) + self._accept(record)
         record.size = size
         self._pending[id(record)] = record
         self.pending_bytes += size
@@ -215,36 +211,29 @@ class SinkBase:
 
     def delivered_batch(self, records: list[Record], partition: int, base: int) -> None:
         """Kafka acknowledged `records`, in order, at offsets from `base`. The records are
-        settled as `_settle` does, their bytes released once for the batch (this runs
-        for every record Kafka takes, so the loop is kept to what each one needs)."""
+        settled as `_settle` does, their bytes released (and the pressure checked) once for
+        the batch."""
         m = self.metrics
         produced = m.produced
         pending = self._pending
-        latency = m.delivery_latency
-        bounds, counts = latency.bounds, latency.counts
+        delivery_latency = m.delivery_latency.observe
         now = self.clock()
-        released = value_bytes = settled = 0
-        latency_sum = 0.0
+        released = value_bytes = 0
         offset = base - 1
         for record in records:
             offset += 1
             if pending.pop(id(record), None) is None:
                 continue  # settled already: never count a record twice
-            settled += 1
             released += record.size
             value_bytes += len(record.value)
             produced[record.kind] += 1
             if record.deltas:
                 m.deltas_per_record.observe(record.deltas)
-            waited = now - record.submitted_at
-            counts[bisect_left(bounds, waited)] += 1  # delivery_latency.observe, inline
-            latency_sum += waited
+            delivery_latency(now - record.submitted_at)
             if record.first_delta_at is not None:
                 m.first_delta_latency.observe(now - record.first_delta_at)
             for token in record.acks:
                 token.target.send_ack(token.seq, partition, offset)
-        latency.count += settled
-        latency.sum += latency_sum
         m.produced_bytes += value_bytes
         self._released(released)
 

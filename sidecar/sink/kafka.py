@@ -346,8 +346,7 @@ class KafkaSink(SinkBase):
             self.queue.append(record)
             self._wakeup.set()
             return len(record.value) + len(record.task_id)
-        hit = self._keys.get(record.task_id)
-        partition, key = hit if hit is not None else self.key_of(record.task_id)
+        partition, key = self.key_of(record.task_id)
         # The batch overhead and the headers (type, seq, reason) besides the message id.
         size = len(record.value) + len(key) + len(record.message_id) + _RECORD_OVERHEAD
         if size > self.config.max_request_bytes:
@@ -357,11 +356,7 @@ class KafkaSink(SinkBase):
         record.partition = partition
         copied = self._lanes[partition].append(record, key)
         if self._tick is None:
-            if self._linger:
-                loop = asyncio.get_running_loop()
-                self._tick = loop.call_later(self._linger, self._on_tick)
-            else:
-                self._wakeup.set()
+            self._linger_from(record.submitted_at)
         return copied
 
     def _on_tick(self) -> None:
@@ -369,10 +364,11 @@ class KafkaSink(SinkBase):
         self._wakeup.set()
 
     def _linger_from(self, since: float) -> None:
-        """A lane just freed has records waiting in an open batch: it goes out when its
-        first record has lingered `--linger-ms`, with whatever joined it by then, not at
-        once. Sending at once would make every partition a stream of tiny batches paced
-        by the broker's round trip; a batch costs far more than a record to send."""
+        """Records wait in an open batch since `since`: they go out (every ready lane at
+        once) when that first one has lingered `--linger-ms`, with whatever joined it by
+        then. Also when a lane is freed by Kafka's acknowledgement with records waiting:
+        sending those at once would make every partition a stream of tiny batches paced
+        by the broker's round trip, and a batch costs far more than a record to send."""
         if self._tick is not None:
             return  # the armed tick sends it (it was armed at most a linger ago)
         delay = since + self._linger - self.clock()

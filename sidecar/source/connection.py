@@ -18,7 +18,6 @@ from sidecar.metrics import Metrics
 from sidecar.source.hub import Hub
 from sidecar.source.peer import Admission, peer_of
 from sidecar.source.session import Intake, Session
-from sidecar_client.protocol.replies import ErrorCode
 
 log = logging.getLogger("sidecar.source")
 
@@ -102,39 +101,8 @@ class Connection(asyncio.Protocol):
             self.pause()
 
     def _receive(self, data: bytes) -> None:
-        session = self.session
-        if session is None:
-            return
-        framer = session.framer
-        before = framer.buffered
-        session.receive_data(data)
-        held = framer.buffered - before
-        if held:
-            # The unfinished line is charged to the memory budget (once per read).
-            budget = self.intake.budget
-            budget.partial_lines += held
-            if held > 0 and budget.partial_lines > self.intake.max_partial_bytes:
-                self._skip_unfinished_line()
-            self.intake.pressure()
-
-    def _skip_unfinished_line(self) -> None:
-        """Unfinished lines fill their share of the budget: the one that just grew is
-        skipped to its end and answered `frame_too_large`, and the connection goes on
-        with its next line. Paused reads wait for pending records, which Kafka drains;
-        half lines of clients that stopped writing would never go, so they may hold at
-        most half of --max-pending-bytes, below where reads resume."""
-        assert self.session is not None
-        framer = self.session.framer
-        size = framer.buffered
-        seq = framer.abandon()
-        self.intake.budget.partial_lines -= size
-        self.metrics.frames["invalid"] += 1
-        self.session.send_error(
-            seq,
-            ErrorCode.FRAME_TOO_LARGE,
-            f"line skipped: unfinished lines fill their share of --max-pending-bytes "
-            f"({self.intake.max_partial_bytes} bytes); write each line whole",
-        )
+        if self.session is not None:
+            self.session.receive_data(data)
 
     def eof_received(self) -> bool:
         if self.session is None:
@@ -150,14 +118,10 @@ class Connection(asyncio.Protocol):
             self.hub.unregister(self)
 
     def _drop_partial(self) -> None:
-        """The session discards a partial line at the end of input: uncharge it."""
-        assert self.session is not None
+        """The end of input: what waited past a finished line goes (the session uncharges
+        its own partial line)."""
         self.intake.budget.stashed -= len(self.stash)
         self.stash = b""
-        held = self.session.framer.buffered
-        if held:
-            self.intake.budget.partial_lines -= held
-            self.intake.pressure()
 
     # -- the session's outlet ------------------------------------------------------------
 

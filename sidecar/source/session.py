@@ -74,7 +74,6 @@ class Outlet(Protocol):
 class Session:
     def __init__(self, peer: Peer, intake: Intake, outlet: Outlet) -> None:
         self.peer = peer
-        self.uid = peer.uid
         self.intake = intake
         self.outlet = outlet
         self.framer = LineFramer(intake.max_frame_bytes)
@@ -93,32 +92,70 @@ class Session:
     # -- input -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Handle every complete line in `data`, in order."""
-        seq = self.framer.seq
-        items = self.framer.split(data)
-        if not items:
+        """Handle every complete line in `data`, in order; charge what is left of an
+        unfinished line to the memory budget."""
+        framer = self.framer
+        before = framer.buffered
+        seq = framer.seq
+        items = framer.split(data)
+        if items:
+            # One clock reading for the whole read: its lines arrived together.
+            now = self.intake.table.now()
+            handle = self._handle_line
+            for item in items:
+                seq += 1
+                if type(item) is bytes:
+                    handle(seq, item, now)
+                else:
+                    self.intake.metrics.frames["invalid"] += 1
+                    self.send_error(
+                        seq,
+                        ErrorCode.FRAME_TOO_LARGE,
+                        f"line longer than --max-frame-bytes {self.intake.max_frame_bytes}; "
+                        "skipped",
+                    )
+        self._charge_partial(framer.buffered - before)
+
+    def _charge_partial(self, grown: int) -> None:
+        """The unfinished line held `grown` bytes more (less, once finished or dropped).
+
+        Unfinished lines together may hold at most `max_partial_bytes` (half of
+        --max-pending-bytes): past it the line that grew is skipped to its end and
+        answered `frame_too_large`, and the connection goes on with its next line. Paused
+        reads wait for pending records, which Kafka drains; half lines of clients that
+        stopped writing would never go, and below half they cannot keep reads paused
+        (reads resume at three quarters)."""
+        if not grown:
             return
-        # One clock reading for the whole read: its lines arrived together.
-        now = self.intake.table.now()
-        handle = self._handle_line
-        for item in items:
-            seq += 1
-            if type(item) is bytes:
-                handle(seq, item, now)
-            else:
-                self.intake.metrics.frames["invalid"] += 1
-                self.send_error(
-                    seq,
-                    ErrorCode.FRAME_TOO_LARGE,
-                    f"line longer than --max-frame-bytes {self.intake.max_frame_bytes}; skipped",
-                )
+        intake = self.intake
+        budget = intake.budget
+        budget.partial_lines += grown
+        if grown > 0 and budget.partial_lines > intake.max_partial_bytes:
+            budget.partial_lines -= self.framer.buffered
+            seq = self.framer.abandon()
+            intake.metrics.frames["invalid"] += 1
+            self.send_error(
+                seq,
+                ErrorCode.FRAME_TOO_LARGE,
+                f"line skipped: unfinished lines fill their share of --max-pending-bytes "
+                f"({intake.max_partial_bytes} bytes); write each line whole",
+            )
+        intake.pressure()
+
+    def _discard_partial(self) -> bool:
+        """End of input: drop a partial line (never handed on as a frame) and uncharge
+        it; True if there was one."""
+        held = self.framer.buffered
+        partial = self.framer.close()
+        self._charge_partial(-held)
+        return partial
 
     def receive_eof(self) -> bool:
         """The client has finished sending: its streams end now, as on a disconnect, but
         the replies it is still owed are delivered first. True: keep the connection open
         for them (the session closes its outlet once they are all sent)."""
         self.eof = True
-        if self.framer.close():
+        if self._discard_partial():
             log.info("discarded a partial line at end of input (%s)", self)
         self._end_streams()
         return bool(self.awaiting)
@@ -127,7 +164,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        if self.framer.close():
+        if self._discard_partial():
             log.info("discarded a partial line at disconnect (%s)", self)
         self._end_streams()
 
@@ -166,7 +203,7 @@ class Session:
         if acks != "none" and (acks == "all" or kind in TERMINAL_KINDS):
             ack = AckToken(self, seq)
         try:
-            intake.table.handle(frame, self, ack, self.uid, seq, now)  # positional: hot
+            intake.table.handle(frame, self, ack, self.peer.uid, seq, now)
         except StreamRejected as exc:
             self.send_error(seq, exc.code, exc.message)
             return

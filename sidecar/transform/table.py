@@ -595,15 +595,16 @@ class StreamTable:
             if not owned:
                 del self._by_owner[stream.owner]
 
-    def _is_closed(self, key: int, now: float) -> bool:
-        """Closed less than the TTL ago. Expired keys are pruned when streams close and
-        on the idle sweep, not on every frame; one met here is forgotten now."""
-        at = self._closed.get(key)
+    def _is_closed(self, entry: int, now: float) -> bool:
+        """Closed less than the TTL ago (`entry`: the stream's `digest`). Expired keys are
+        pruned when streams close and on the idle sweep, not on every frame; one met here
+        is forgotten now."""
+        at = self._closed.get(entry)
         if at is None:
             return False
         if at > now - self._closed_ttl:
             return True
-        del self._closed[key]
+        del self._closed[entry]
         self._budget.closed_streams -= CLOSED_ENTRY_BYTES
         return False
 

@@ -148,9 +148,8 @@ def decode_frame(line: bytes) -> Update | Hello:
     return decode(obj, line)
 
 
-def _head(obj: dict[str, Any]) -> tuple[str, str, int | None]:
-    """The ids and index every update carries."""
-    ptm = obj.get("parent_task_message")
+def _head(obj: dict[str, Any], ptm: Any) -> tuple[str, str, int | None]:
+    """The ids and index every update carries; `ptm` is its parent_task_message."""
     if type(ptm) is dict:
         task_id = ptm.get("task_id")
         message_id = ptm.get("id")
@@ -215,22 +214,7 @@ def _exact_duplicates(line: bytes) -> bool:
 def _decode_delta(obj: dict[str, Any], line: bytes, ptm: Any, delta: Any) -> Update:
     """A delta update; `ptm` and `delta` are the line's two objects, as decode_frame
     looked them up already."""
-    # `_head` inline: a delta is most lines, and a call is a tenth of its decoding.
-    if type(ptm) is not dict:
-        raise _head_error(obj)
-    task_id = ptm.get("task_id")
-    message_id = ptm.get("id")
-    index = obj.get("index")
-    if not (
-        type(task_id) is str
-        and type(message_id) is str
-        and 0 < len(task_id) <= MAX_ID_CHARS
-        and 0 < len(message_id) <= MAX_ID_CHARS
-        and (task_id.isprintable() or not _find_control(task_id))
-        and (message_id.isprintable() or not _find_control(message_id))
-        and (index is None or (type(index) is int and INDEX_MIN <= index <= INDEX_MAX))
-    ):
-        raise _head_error(obj)
+    task_id, message_id, index = _head(obj, ptm)
     if type(delta) is dict:
         dtype = delta.get("type")
         spec = _SPECS.get(dtype) if type(dtype) is str else None
@@ -271,14 +255,14 @@ def _decode_full(obj: dict[str, Any], line: bytes) -> Update:
 
 
 def _with_content(kind: UpdateKind, obj: dict[str, Any], line: bytes) -> Update:
-    task_id, message_id, _ = _head(obj)
+    task_id, message_id, _ = _head(obj, obj.get("parent_task_message"))
     if type(obj.get("content")) is not dict:
         raise _invalid(f"content must be an object in a {kind} update ({_got_at(obj, 'content')})")
     return Update(kind, task_id, message_id, obj, line)
 
 
 def _decode_done(obj: dict[str, Any], line: bytes) -> Update:
-    task_id, message_id, _ = _head(obj)
+    task_id, message_id, _ = _head(obj, obj.get("parent_task_message"))
     return Update("done", task_id, message_id, obj, line)
 
 

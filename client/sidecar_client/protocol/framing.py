@@ -63,7 +63,10 @@ class LineFramer:
         events: list[Event] = []
         for item in self.split(data):
             seq += 1
-            events.append(Line(seq, item) if type(item) is bytes else item)  # type: ignore[arg-type]
+            if isinstance(item, Oversize):
+                events.append(item)
+            else:
+                events.append(Line(seq, item))
         return events
 
     def split(self, data: bytes) -> list[bytes | Oversize]:
