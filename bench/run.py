@@ -38,6 +38,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 import sidecar
+from sidecar.config import Config
 from sidecar.sink.kafka import open_consumer
 from sidecar.tools.loadgen import LoadResult, LoadSpec, percentile, run_load
 from sidecar_client.client import open_client
@@ -108,6 +109,7 @@ async def idle_phase(sock: Path, pid: int, streams: int, seconds: float) -> dict
 
 def paced_entry(name: str, res: LoadResult, cpu: float, firsts: dict[Any, int]) -> dict[str, Any]:
     spec = res.spec
+    acks = sorted(res.ack_latencies)
     lat = sorted(
         (firsts[k] / 1000 - t) * 1000 for k, t in res.first_delta_sent.items() if k in firsts
     )
@@ -125,6 +127,12 @@ def paced_entry(name: str, res: LoadResult, cpu: float, firsts: dict[Any, int]) 
             for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
         },
         "first_delta_samples_ms": [round(v, 2) for v in lat],
+        # Write to Kafka's acknowledgement of each stream's terminal: what an agent that
+        # awaits the end of a turn sees (a terminal does not wait out --linger-ms).
+        "terminal_ack_ms": {
+            q: round((percentile(acks, p) or 0.0) * 1000, 2)
+            for q, p in (("p50", 50), ("p99", 99))
+        },
     }
 
 
@@ -237,6 +245,14 @@ async def kcat_baseline(kcat: str, bootstrap: str, lines: int, chars: int) -> fl
         return lines / (time.perf_counter() - started)
 
 
+def _defaults() -> str:
+    fields = Config.model_fields
+    return (
+        f"{fields['flush_interval_ms'].default} ms window, "
+        f"{fields['max_buffered_chars'].default} chars, linger {fields['linger_ms'].default} ms"
+    )
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -313,13 +329,15 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
         "versions": {
             "sidecar": sidecar.__version__,
             "python": platform.python_version(),
+            # Which build of it: pyenv's (no PGO/LTO here) and a distribution's differ by
+            # about 10% in CPU per delta.
+            "python_executable": os.path.realpath(sys.executable),
             "aiokafka": version("aiokafka"),
             "kafka": KAFKA_VERSION,
             "kcat": kcat_version(kcat),
         },
         "settings": {
-            "sidecar": "defaults (50 ms window, 128 chars, linger 5 ms); per token: "
-            "--flush-interval-ms 0",
+            "sidecar": f"defaults ({_defaults()}); per token: --flush-interval-ms 0",
             "streams": args.streams,
             "deltas_per_stream": args.deltas,
             "delta_chars": args.delta_chars,

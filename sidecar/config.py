@@ -381,8 +381,10 @@ class ProducerSettings(_Settings):
     panel: ClassVar[str] = "Kafka producer"
 
     linger_ms: int = setting(
-        5,
-        "How long the producer waits to fill a batch before sending it, in milliseconds.",
+        20,
+        "How long a partition's records wait to fill a batch before it is sent, in "
+        "milliseconds. A stream's first delta and its terminal do not wait: their "
+        "partition's batch goes at once (or as soon as the one in flight is acknowledged).",
         ge=0,
     )
     compression: Compression = setting(

@@ -128,6 +128,13 @@ class Record:
             f"seq={self.stream_seq}, {len(self.value)} bytes)"
         )
 
+    @property
+    def urgent(self) -> bool:
+        """A record someone is waiting for: a stream's first delta (the time to first
+        token) or its terminal (the end of a turn, often awaited by the agent). The sink
+        sends these without waiting out --linger-ms."""
+        return self.first_delta_at is not None or self.terminal_reason is not None
+
     def headers(self, instance: bytes = b"") -> list[tuple[str, bytes]]:
         """The record's Kafka headers; `instance` is the `sidecar_instance` of this run."""
         seq = self.stream_seq

@@ -15,6 +15,11 @@ the lane's front, ahead of everything that followed it. The sender hands over ev
 ready lane in the same step, once per `--linger-ms` tick, so one broker gets one produce
 request for all its partitions instead of one per partition.
 
+The linger is the sink's alone: the producer gets `linger_ms=0`, or it would make every
+batch handed over wait a second linger of its own. Records someone waits for (a stream's
+first delta, a terminal: `Record.urgent`) do not linger: their lane goes at once, or as
+soon as Kafka acknowledges its batch in flight, with every other lane ready then.
+
 aiokafka retries retriable produce errors by itself, with the batch's original sequence
 number and forever when idempotent: that covers a broker outage and NotEnoughReplicas
 (both tested against real brokers). It does not recover a partition after
@@ -232,7 +237,8 @@ def producer_kwargs(config: Config) -> dict[str, Any]:
         "client_id": config.client_id,
         "enable_idempotence": True,
         "acks": "all",
-        "linger_ms": config.linger_ms,
+        # The sink lingers itself (_linger_from); a batch it hands over goes at once.
+        "linger_ms": 0,
         "compression_type": config.compression_type,
         "max_batch_size": config.max_batch_bytes,
         "max_request_size": config.max_request_bytes,
@@ -248,7 +254,7 @@ class _Lane:
     """One partition's records on their way: the open batch, closed batches waiting, and
     the one batch Kafka has now (`inflight`, with its future)."""
 
-    __slots__ = ("builder", "future", "inflight", "number", "ready", "records", "sink")
+    __slots__ = ("builder", "future", "inflight", "number", "ready", "records", "sink", "urgent")
 
     def __init__(self, sink: KafkaSink, number: int) -> None:
         self.sink = sink
@@ -258,10 +264,13 @@ class _Lane:
         self.ready: deque[Batch] = deque()
         self.inflight: list[Record] | None = None
         self.future: asyncio.Future[Any] | None = None
+        self.urgent = False  # an urgent record waits (Record.urgent): no linger for it
 
     def append(self, record: Record, key: bytes) -> int:
         """Add a record behind the lane's others; returns the bytes its batch copy takes."""
         headers = record.headers(self.sink.instance)
+        if record.urgent:
+            self.urgent = True
         if record.solo:
             self._close()
             builder = self.sink.new_builder()
@@ -288,7 +297,12 @@ class _Lane:
         """The next batch to send, oldest first (None: nothing waiting)."""
         if not self.ready:
             self._close()
-        return self.ready.popleft() if self.ready else None
+        if not self.ready:
+            return None
+        batch = self.ready.popleft()
+        if not self.ready:
+            self.urgent = False  # nothing waits any more (the open batch was just closed)
+        return batch
 
     @property
     def has_waiting(self) -> bool:
@@ -306,6 +320,7 @@ class _Lane:
         out += self.records
         self.ready.clear()
         self.builder, self.records = None, []
+        self.urgent = False
         return out
 
     def requeue(self, front: list[Record]) -> None:
@@ -354,8 +369,11 @@ class KafkaSink(SinkBase):
             self._wakeup.set()
             return 0
         record.partition = partition
-        copied = self._lanes[partition].append(record, key)
-        if self._tick is None:
+        lane = self._lanes[partition]
+        copied = lane.append(record, key)
+        if lane.urgent and lane.inflight is None:
+            self._wakeup.set()  # it goes now (or when the lane's batch in flight settles)
+        elif self._tick is None:
             self._linger_from(record.submitted_at)
         return copied
 
@@ -461,8 +479,8 @@ class KafkaSink(SinkBase):
         if lane.inflight is not records:
             return  # given up on at a producer stop, and requeued already
         lane.inflight = lane.future = None
-        if self._refused or lane.ready:
-            self._wakeup.set()  # a full batch (or a refusal) need not wait for the linger
+        if self._refused or lane.ready or lane.urgent:
+            self._wakeup.set()  # a full batch, an urgent record or a refusal: no linger
         elif lane.records:
             self._linger_from(lane.records[0].submitted_at)
         exc: BaseException | None

@@ -13,7 +13,7 @@ import pytest
 from sidecar.config import Config
 from sidecar.metrics import Metrics
 from sidecar.model import Record
-from sidecar.sink.kafka import KafkaSink
+from sidecar.sink.kafka import KafkaSink, producer_kwargs
 
 
 class Clock:
@@ -82,3 +82,50 @@ async def test_a_freed_lane_sends_when_its_first_waiting_record_has_lingered(
         assert sink._tick is not None
         left = sink._tick.when() - asyncio.get_running_loop().time()
         assert abs(left - (0.020 - waited)) < 0.005
+
+
+def first_delta(n: int) -> Record:
+    return Record("task", "m", "delta", b'{"n":%d}' % n, n, first_delta_at=Clock.now)
+
+
+def terminal(n: int) -> Record:
+    return Record("task", "m", "done", b'{"n":%d}' % n, n, terminal_reason="client")
+
+
+async def test_a_plain_delta_lingers_on_a_free_lane() -> None:
+    sink = make_sink(Clock(), linger_ms=20)
+    sink.submit(record(1))
+    assert not sink._wakeup.is_set()
+    assert sink._tick is not None
+
+
+@pytest.mark.parametrize("make", [first_delta, terminal], ids=["first delta", "terminal"])
+async def test_a_record_someone_waits_for_goes_at_once(make: Any) -> None:
+    """The time to first token and the end of a turn do not wait out the linger."""
+    sink = make_sink(Clock(), linger_ms=20)
+    sink.submit(make(0))
+    assert sink._wakeup.is_set()
+
+
+@pytest.mark.parametrize("make", [first_delta, terminal], ids=["first delta", "terminal"])
+async def test_a_freed_lane_with_an_urgent_record_waiting_sends_at_once(make: Any) -> None:
+    clock = Clock()
+    sink = make_sink(clock, linger_ms=20)
+    sink.submit(record(0))
+    sent = in_flight(sink)
+    clock.now += 0.001
+    sink.submit(make(1))  # its lane is busy: it waits for the batch in flight only
+    assert not sink._wakeup.is_set()
+    disarm(sink)
+    clock.now += 0.002
+    sink._on_batch_done(sink._lanes[0], sent, acknowledged(0))
+    assert sink._wakeup.is_set()
+    in_flight(sink)
+    assert not sink._lanes[0].urgent  # sent: the lane's next records linger again
+
+
+def test_the_producer_does_not_linger_a_second_time() -> None:
+    """The sink hands over batches that have lingered already; aiokafka's own linger
+    would hold each one again."""
+    config = Config(bootstrap_servers="kafka:9092", topic="t", linger_ms=20)
+    assert producer_kwargs(config)["linger_ms"] == 0
