@@ -240,8 +240,8 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
         )
     lines += [
         "",
-        "| paced | streams x deltas/s | CPU per delta | first delta p50 | p90 | p99 | max "
-        "| terminal ack p50 | p99 |",
+        "| paced | streams x deltas/s | CPU per delta, median (range) | first delta p50 | p90 "
+        "| p99 | max | terminal ack p50 | p99 |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in doc["paced"]:
@@ -249,8 +249,9 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
         sat = " (saturated)" if p.get("saturated") else ""
         lines.append(
             f"| {p['name']}{sat} | {_num(p['streams'])} x {p['rate_per_stream']:g} | "
-            f"{p['cpu_us_per_delta']:.1f} µs | **{q['p50']:.2f} ms** | {q['p90']:.2f} ms | "
-            f"{q['p99']:.2f} ms | {q['max']:.2f} ms | {_ack(p, 'p50')} | {_ack(p, 'p99')} |"
+            f"{p['cpu_us_per_delta']:.1f} µs{_spread(p)} | **{q['p50']:.2f} ms** | "
+            f"{q['p90']:.2f} ms | {q['p99']:.2f} ms | {q['max']:.2f} ms | "
+            f"{_ack(p, 'p50')} | {_ack(p, 'p99')} |"
         )
     idle = doc.get("idle")
     if idle:
@@ -311,3 +312,9 @@ def _ack(paced: dict[str, Any], q: str) -> str:
 def _build(versions: dict[str, Any]) -> str:
     exe = versions.get("python_executable")
     return f" (`{exe}`)" if exe else ""
+
+
+def _spread(paced: dict[str, Any]) -> str:
+    """The range of a paced load's CPU over its runs (the cell shows their median)."""
+    runs = paced.get("cpu_us_per_delta_runs") or []
+    return f" ({min(runs):.1f}-{max(runs):.1f})" if len(runs) > 1 else ""
