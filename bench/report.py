@@ -299,10 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _ack(paced: dict[str, Any], q: str) -> str:
     """A terminal-ack percentile of a paced phase ("-" in results from before it was kept)."""
     ack = paced.get("terminal_ack_ms")
@@ -318,3 +314,7 @@ def _spread(paced: dict[str, Any]) -> str:
     """The range of a paced load's CPU over its runs (the cell shows their median)."""
     runs = paced.get("cpu_us_per_delta_runs") or []
     return f" ({min(runs):.1f}-{max(runs):.1f})" if len(runs) > 1 else ""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

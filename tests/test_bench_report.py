@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,21 @@ def test_renders_charts_and_the_readme_table(tmp_path: Path) -> None:
     # Rendering again gives the same README (the section is replaced, not appended).
     assert main([str(path), "--charts", str(charts), "--readme", str(readme)]) == 0
     assert readme.read_text() == text
+
+
+def test_runs_as_a_module(tmp_path: Path) -> None:
+    """`make bench` runs it as `python -m bench.report`: every helper must exist by then."""
+    path, readme = write(tmp_path, result())
+    args = [str(path), "--charts", str(tmp_path / "charts"), "--readme", str(readme)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.report", *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| 3.25 ms | 7.50 ms |" in readme.read_text()
 
 
 def test_the_table_follows_the_data() -> None:
