@@ -12,6 +12,10 @@ AGENT_DRAIN_S = 15  # the agent's drain budget the manifest and chart defaults a
 SHUTDOWN_SLACK_S = 4  # the kubelet noticing the agent's exit and signalling the sidecar
 PROCESS_BYTES = 64 * MiB  # the sidecar's own footprint, rounded up (measured ~48 MiB)
 PENDING_FACTOR = 2  # RSS per pending byte, outage and catch-up (measured 1.2-1.8)
+# RSS per byte of --max-open-stream-bytes: an agentex stream is counted about 1 KB and
+# takes 1.22-1.25 KB of RSS (100k idle streams, tests/test_memory_kafka.py).
+OPEN_STREAM_FACTOR = 1.5
+DEFAULT_OPEN_STREAM_BYTES = 128 * MiB
 UNITS = {"Ki": 1024, "Mi": MiB, "Gi": 1024 * MiB}
 
 
@@ -101,16 +105,20 @@ def problems(doc: dict[str, Any], *, agent_drain: float = AGENT_DRAIN_S) -> list
             f"--shutdown-timeout {shutdown} + 1 + slack {SHUTDOWN_SLACK_S}"
         )
 
-    # Memory: the limit holds the process plus what --max-pending-bytes lets pile up.
+    # Memory: the limit holds the process plus what --max-pending-bytes and
+    # --max-open-stream-bytes let pile up (past either, reads pause: no OOM kill first).
     resources = sidecar.get("resources", {})
     limit = resources.get("limits", {}).get("memory")
     pending = int(e.get("SIDECAR_MAX_PENDING_BYTES", 64 * MiB))
+    streams = int(e.get("SIDECAR_MAX_OPEN_STREAM_BYTES", DEFAULT_OPEN_STREAM_BYTES))
+    need = PROCESS_BYTES + PENDING_FACTOR * pending + OPEN_STREAM_FACTOR * streams
     if limit is None:
         found.append("sidecar has no memory limit")
-    elif quantity(limit) < PROCESS_BYTES + PENDING_FACTOR * pending:
+    elif quantity(limit) < need:
         found.append(
             f"memory limit {limit} < {PROCESS_BYTES // MiB} MiB + {PENDING_FACTOR} x "
-            f"--max-pending-bytes ({pending // MiB} MiB)"
+            f"--max-pending-bytes ({pending / MiB:g} MiB) + {OPEN_STREAM_FACTOR:g} x "
+            f"--max-open-stream-bytes ({streams / MiB:g} MiB)"
         )
     elif resources.get("requests", {}).get("memory") != limit:
         found.append("memory request != limit (an outage's memory must be reserved)")

@@ -228,6 +228,13 @@ def _small_memory(spec: dict[str, Any]) -> None:
     spec["initContainers"][1]["resources"]["limits"]["memory"] = "96Mi"
 
 
+def _many_streams(spec: dict[str, Any]) -> None:
+    """The limit covers pending records, but not the open streams let in."""
+    for e in spec["initContainers"][1]["env"]:
+        if e["name"] == "SIDECAR_MAX_OPEN_STREAM_BYTES":
+            e["value"] = str(64 * pod.MiB)
+
+
 def _other_uid(spec: dict[str, Any]) -> None:
     spec["initContainers"][0]["securityContext"]["runAsUser"] = 10002
 
@@ -237,7 +244,8 @@ def _other_socket(spec: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "mutate", [_reorder, _short_grace, _loopback, _small_memory, _other_socket, _other_uid]
+    "mutate",
+    [_reorder, _short_grace, _loopback, _small_memory, _many_streams, _other_socket, _other_uid],
 )
 def test_invariants_refuse_a_broken_pod(mutate: Any) -> None:
     assert pod.problems(broken(mutate)) != []
