@@ -108,7 +108,8 @@ class Metrics:
         # Closed streams forgotten before --closed-stream-ttl because their table reached
         # --max-closed-stream-bytes.
         self.closed_forgotten_early: Callable[[], int] = lambda: 0
-        self.memory_trims = 0  # malloc_trim calls after a flood (sidecar.budget.Trimmer)
+        # malloc_trim calls after a flood (sidecar.budget.Trimmer counts them).
+        self.memory_trims: Callable[[], int] = lambda: 0
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
@@ -174,9 +175,10 @@ class _Collector(Collector):
         held = m.held_bytes()
         family = GaugeMetricFamily(
             "sidecar_held_bytes",
-            "Bytes held on behalf of clients, by kind: pending_records, open_streams (with "
-            "their reserved terminals) and partial_lines count against --max-pending-bytes; "
-            "closed_streams, reply_buffers and partition_cache have bounds of their own.",
+            "Bytes held on behalf of clients, by kind: pending_records and partial_lines "
+            "count against --max-pending-bytes, open_streams against "
+            "--max-open-stream-bytes, closed_streams against --max-closed-stream-bytes; "
+            "reply_buffers and partition_cache have bounds of their own.",
             labels=["kind"],
         )
         for kind in HELD_KINDS:
@@ -194,17 +196,17 @@ class _Collector(Collector):
             "Times freed heap was given back to the system after held bytes fell well "
             "below their high point (glibc malloc_trim).",
             None,
-            [("", m.memory_trims)],
+            [("", m.memory_trims())],
         )
         yield _gauge(
             "sidecar_max_pending_bytes",
-            "The --max-pending-bytes bound on held bytes (pending records, open streams, "
-            "partial lines): past it socket reads pause (backpressure).",
+            "The --max-pending-bytes bound on pending records and partial lines together: "
+            "past it socket reads pause (backpressure).",
             m.max_pending_bytes,
         )
         yield _gauge(
             "sidecar_backpressure",
-            "1 while socket reads are paused because held bytes passed the limit.",
+            "1 while socket reads are paused because held bytes passed their limit.",
             m.backpressure(),
         )
         yield _histogram(
@@ -254,7 +256,7 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily(
             "sidecar_backpressure_seconds",
-            "Time socket reads spent paused because held bytes passed the limit.",
+            "Time socket reads spent paused because held bytes passed their limit.",
             value=m.paused_seconds(),
         )
         yield _counter(

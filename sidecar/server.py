@@ -139,7 +139,6 @@ class Server:
         )
         self.intake.budget = sink.budget
         self.intake.max_partial_bytes = sink.max_pending_bytes // 2
-        self.intake.pressure = sink.check_pressure
         admission = Admission.of(cfg.allowed_uids, cfg.allowed_gids)
         sink.on_pressure = self._on_pressure
         sink.on_failed = self._on_failed
@@ -163,6 +162,7 @@ class Server:
         m.held_bytes = budget.held
         m.closed_forgotten_early = lambda: self.table.forgotten_early
         self.trimmer = Trimmer(budget)
+        m.memory_trims = lambda: self.trimmer.trims
         loop.set_exception_handler(self._loop_exception)
         # The port first: if it is taken, nothing else has started, and no socket file
         # is left behind.
@@ -306,8 +306,7 @@ class Server:
         (sidecar.budget.Trimmer)."""
         while True:
             await asyncio.sleep(period)
-            if self.trimmer.check():
-                self.metrics.memory_trims += 1
+            self.trimmer.check()
             now, was = self.kafka_state(), self.kafka_seen
             if now == was or now == "connecting":
                 continue

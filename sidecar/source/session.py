@@ -15,7 +15,6 @@ there is no per-frame task to cancel or lose.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from sidecar.budget import Budget
@@ -53,10 +52,9 @@ class Intake:
         self.max_frame_bytes = max_frame_bytes
         self.end_on_disconnect = end_on_disconnect
         self.draining = False
-        # Partial lines are charged to the memory budget; `pressure` re-checks it (the
-        # server wires both to the sink's).
+        # Partial lines are charged to the memory budget, whose `pressure` re-checks the
+        # limits (the server shares the sink's budget).
         self.budget = Budget()
-        self.pressure: Callable[[], None] = lambda: None
         # What unfinished lines may hold together (the server sets half of
         # --max-pending-bytes): past it the line that grew is skipped, so half lines of
         # clients that stopped writing can never hold every reader paused on their own.
@@ -140,7 +138,7 @@ class Session:
                 f"line skipped: unfinished lines fill their share of --max-pending-bytes "
                 f"({intake.max_partial_bytes} bytes); write each line whole",
             )
-        intake.pressure()
+        budget.pressure()
 
     def _discard_partial(self) -> bool:
         """End of input: drop a partial line (never handed on as a frame) and uncharge

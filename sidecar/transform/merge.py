@@ -9,7 +9,6 @@ as the bytes the agent sent, never re-serialized.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -21,26 +20,22 @@ from sidecar.model import AckToken, Record, ReplyTarget, StreamKey, Update
 Pending = tuple[Update, AckToken | None]
 
 
-def runs(pending: list[Pending]) -> Iterator[list[Pending]]:
-    """Yield the pending deltas as runs of consecutive same-channel deltas, in order."""
-    if not pending:
-        return
-    channel = pending[0][0].channel
-    if channel is not None and all(u.channel == channel for u, _ in pending):
-        yield pending  # the common case: one channel for the whole window
-        return
-    run: list[Pending] = []
-    for p in pending:
+def runs(pending: list[Pending]) -> list[list[Pending]]:
+    """The pending deltas as runs of consecutive same-channel deltas, in order. One pass:
+    at an LLM's pace a window is usually one run, returned as the list itself."""
+    out: list[list[Pending]] = []
+    start = 0
+    channel = pending[0][0].channel if pending else None
+    for i in range(1, len(pending)):
+        previous, channel = channel, pending[i][0].channel
         # A delta without a channel (a delta type the sidecar does not know, or a null
         # delta: PROTOCOL §2.1) merges with nothing, so it is always a run of its own.
-        if run and (p[0].channel is None or p[0].channel != channel):
-            yield run
-            run = []
-        if not run:
-            channel = p[0].channel
-        run.append(p)
-    if run:
-        yield run
+        if channel is None or channel != previous:
+            out.append(pending[start:i])
+            start = i
+    if pending:
+        out.append(pending[start:] if start else pending)
+    return out
 
 
 def merged_value(run: list[Pending]) -> bytes:

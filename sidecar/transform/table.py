@@ -461,15 +461,19 @@ class StreamTable:
             self._close(stream, now, release=False)
             self._ending[stream.key] = (stream, reason)
             return
-        self._flush(stream, now)
-        self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
+        self._terminate(stream, reason, now)
         self._close(stream, now)
 
     def _finish_ending(self, key: StreamKey, now: float) -> None:
         stream, reason = self._ending.pop(key)
+        self._terminate(stream, reason, now)
+        self._release(stream)
+
+    def _terminate(self, stream: Stream, reason: TerminalReason, now: float) -> None:
+        """What the stream's window holds, then its synthesized `done`, with its last
+        parent and index."""
         self._flush(stream, now)
         self._produce(stream, "done", _done_value(stream.parent, stream.index), None, reason)
-        self._release(stream)
 
     # -- internals --------------------------------------------------------------------------
 
