@@ -19,6 +19,9 @@ Kinds, and what bounds each (README "The memory budget"):
 - `reply_buffers`: replies written and not yet read by the clients; bounded per
   connection by --max-reply-bytes (read at scrape time).
 - `partition_cache`: the Kafka sink's task -> partition cache; a fixed 4 MiB bound.
+- `decode_templates`: the decoder's templates of delta lines
+  (`sidecar_client.protocol.templates`); at most 2,048 of lines up to 512 bytes, about
+  4 MiB of agentex deltas (8 MiB at the estimate's worst).
 
 Plain integers, no asyncio: the data path adds and subtracts, /metrics reads.
 """
@@ -40,6 +43,7 @@ KINDS = (
     "closed_streams",
     "reply_buffers",
     "partition_cache",
+    "decode_templates",
 )
 
 # An open stream's own state besides its ids and its last parent_task_message: the
@@ -78,6 +82,7 @@ class Budget:
 
     __slots__ = (
         "closed_streams",
+        "decode_templates",
         "max_open_streams",
         "open_streams",
         "partial_lines",
@@ -110,6 +115,7 @@ class Budget:
         # most a flush interval's worth, so estimated when asked rather than per delta.
         self.windows: Callable[[], int] = lambda: 0
         self.partition_cache: Callable[[], int] = lambda: 0
+        self.decode_templates: Callable[[], int] = lambda: 0
 
     def held(self) -> dict[str, int]:
         """Every kind's bytes now (scrape time: some kinds are summed over connections)."""
@@ -120,6 +126,7 @@ class Budget:
             "closed_streams": self.closed_streams,
             "reply_buffers": self.reply_buffers(),
             "partition_cache": self.partition_cache(),
+            "decode_templates": self.decode_templates(),
         }
 
 

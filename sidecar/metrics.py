@@ -178,7 +178,7 @@ class _Collector(Collector):
             "Bytes held on behalf of clients, by kind: pending_records and partial_lines "
             "count against --max-pending-bytes, open_streams against "
             "--max-open-stream-bytes, closed_streams against --max-closed-stream-bytes; "
-            "reply_buffers and partition_cache have bounds of their own.",
+            "reply_buffers, partition_cache and decode_templates have bounds of their own.",
             labels=["kind"],
         )
         for kind in HELD_KINDS:

@@ -156,6 +156,7 @@ class Server:
         budget.pending_records = lambda: sink.pending_bytes
         budget.reply_buffers = self.hub.reply_bytes
         budget.partition_cache = lambda: sink.cache_bytes
+        budget.decode_templates = lambda: self.intake.decoder.held
         budget.windows = self.table.window_bytes
         budget.max_open_streams = cfg.max_open_stream_bytes
         budget.pressure = sink.check_pressure

@@ -25,9 +25,9 @@ from sidecar.source.peer import Peer
 from sidecar.transform.table import StreamRejected, StreamTable
 from sidecar_client.protocol import (
     ErrorCode,
+    FrameDecoder,
     FrameError,
     LineFramer,
-    decode_frame,
     encode_ack,
     encode_error,
 )
@@ -52,6 +52,10 @@ class Intake:
         self.max_frame_bytes = max_frame_bytes
         self.end_on_disconnect = end_on_disconnect
         self.draining = False
+        # One decoder for every connection: a stream's delta lines decode from a template
+        # (sidecar_client.protocol.templates), whichever connection writes them.
+        self.decoder = FrameDecoder()
+        self.decode = self.decoder.decode
         # Partial lines are charged to the memory budget, whose `pressure` re-checks the
         # limits (the server shares the sink's budget).
         self.budget = Budget()
@@ -177,7 +181,7 @@ class Session:
         intake = self.intake
         metrics = intake.metrics
         try:
-            frame = decode_frame(data)
+            frame = intake.decode(data)
         except FrameError as exc:
             metrics.frames["invalid"] += 1
             self.send_error(seq, exc.code, exc.message)

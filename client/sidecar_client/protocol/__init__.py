@@ -23,6 +23,7 @@ from sidecar_client.protocol.replies import (
     encode_error,
     encode_hello,
 )
+from sidecar_client.protocol.templates import FrameDecoder
 
 __all__ = [
     "ACK_MODES",
@@ -33,6 +34,7 @@ __all__ = [
     "DeltaSpec",
     "ErrorCode",
     "Event",
+    "FrameDecoder",
     "FrameError",
     "Line",
     "LineFramer",
