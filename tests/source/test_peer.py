@@ -23,8 +23,11 @@ ATTACK = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode())
-s.shutdown(socket.SHUT_WR)
+try:
+    s.sendall(sys.argv[2].encode())
+    s.shutdown(socket.SHUT_WR)
+except (BrokenPipeError, ConnectionResetError):  # refused before (or while) we wrote
+    pass
 data = b""
 while True:
     try:
