@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sidecar_client.protocol import FrameDecoder, FrameError, decode_frame
 from sidecar_client.protocol.model import Hello, Update
-from sidecar_client.protocol.templates import template_cost
+from sidecar_client.protocol.templates import SEEN_BYTES, template_cost
 from tests.protocol.agentex import delta, raw, text_delta
 from tests.protocol.test_frames import DELTAS
 
@@ -37,10 +37,17 @@ def split(line: bytes, text: str) -> tuple[bytes, bytes]:
 
 
 def learned(first: bytes) -> FrameDecoder:
+    """A decoder that has seen `first` twice: once to note its prefix, once to learn it."""
     decoder = FrameDecoder()
+    assert decoder.decode(first) == decode_frame(first)
+    assert len(decoder) == 0 and decoder.held == SEEN_BYTES
     assert decoder.decode(first) == decode_frame(first)
     assert len(decoder) == 1 and decoder.hits == 0
     return decoder
+
+
+def cost(line: bytes) -> int:
+    return template_cost(line, line.count(b":"), line.count(b"{") + line.count(b"["))
 
 
 def test_a_streams_next_delta_decodes_from_its_template() -> None:
@@ -124,10 +131,18 @@ def test_fuzz_template_lines_decode_as_decode_frame_does(middles: list[bytes]) -
         assert outcome(decoder.decode, line) == outcome(decode_frame, line), line
 
 
+def test_a_streams_first_delta_learns_nothing() -> None:
+    decoder = FrameDecoder()
+    for i in range(5):  # five streams of one delta each
+        decoder.decode(raw(text_delta("a", task=f"t{i}")))
+    assert len(decoder) == 0 and decoder.held == 5 * SEEN_BYTES
+
+
 def test_a_slot_that_is_not_the_text_is_not_learned() -> None:
     # The first `..._delta":"` is another field's; its value even equals the text.
     first = raw({"meta": {"x_delta": "a"}, **text_delta("a")})
     decoder = FrameDecoder()
+    decoder.decode(first)
     decoder.decode(first)
     assert len(decoder) == 0
     for text in ["a", "b"]:
@@ -141,22 +156,30 @@ def test_bounds_and_the_held_estimate() -> None:
     lines = [raw(text_delta("a", task=f"t{i}")) for i in range(4)]
     for line in lines[:3]:
         decoder.decode(line)
+        decoder.decode(line)
     assert len(decoder) == 3
-    assert decoder.held == sum(
-        template_cost(x, x.count(b":"), x.count(b"{") + x.count(b"[")) for x in lines[:3]
-    )
+    assert decoder.held == sum(cost(x) for x in lines[:3])
+    decoder.decode(lines[3])
     decoder.decode(lines[3])  # full: emptied, then refilled by the streams still writing
     assert len(decoder) == 1
-    assert decoder.held == template_cost(
-        lines[3], lines[3].count(b":"), lines[3].count(b"{") + lines[3].count(b"[")
-    )
+    assert decoder.held == cost(lines[3])
     # The same prefix with another suffix replaces its template, and its count.
-    decoder.decode(raw(text_delta("a", task="t3", index=5)))
-    assert len(decoder) == 1
+    other = raw(text_delta("a", task="t3", index=5))
+    decoder.decode(other)
+    decoder.decode(other)
+    assert len(decoder) == 1 and decoder.held == cost(other)
+    # Prefixes seen once are bounded too.
+    for i in range(10):
+        decoder.decode(raw(text_delta("a", task=f"once{i}")))
+    assert decoder.held <= cost(other) + 3 * SEEN_BYTES
     big = FrameDecoder()
-    big.decode(raw(text_delta("x" * 600)))  # past max_line_bytes
-    big.decode(raw({**text_delta("x"), "extra": {str(i): i for i in range(30)}}))  # keys
-    big.decode(raw({**text_delta("x"), "extra": [[[[[[[[[]]]]]]]]]}))  # containers
+    for line in [
+        raw(text_delta("x" * 600)),  # past max_line_bytes
+        raw({**text_delta("x"), "extra": {str(i): i for i in range(30)}}),  # keys
+        raw({**text_delta("x"), "extra": [[[[[[[[[]]]]]]]]]}),  # containers
+    ]:
+        big.decode(line)
+        big.decode(line)
     assert len(big) == 0 and big.held == 0
 
 
@@ -186,6 +209,7 @@ def test_the_estimate_covers_what_a_template_holds(shape: str) -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         for x in lines:
+            decoder.decode(x)
             decoder.decode(x)
         gc.collect()
         measured = tracemalloc.get_traced_memory()[0] - before

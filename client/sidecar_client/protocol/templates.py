@@ -19,6 +19,8 @@ as exactly one JSON string (orjson rejects what is not: invalid UTF-8, a raw con
 character, a bad escape, anything after the closing quote but whitespace); if it does
 not, or anything else differs, the line takes `decode_frame`, which says what is wrong.
 
+A template is learnt from the second line with its prefix (a stream's second delta), so
+a stream's first delta costs no more than before and a stream of one delta holds none.
 Bounded: at most `max_templates` templates, each of a line of at most `max_line_bytes`
 with at most `max_keys` keys and `max_containers` objects or arrays (so that its decoded
 objects stay small); `held` estimates their bytes. A full table is emptied and refilled
@@ -44,6 +46,7 @@ assert all(spec.text_field.endswith("_delta") for spec in DELTA_TYPES.values())
 # and a dict slot or object per key and container.
 TEMPLATE_BYTES = 1000
 PER_KEY_BYTES = 64
+SEEN_BYTES = 72  # a prefix's hash seen once: an int and its set slot
 
 
 def template_cost(line: bytes, keys: int, containers: int) -> int:
@@ -75,18 +78,26 @@ class FrameDecoder:
         self.max_keys = max_keys
         self.max_containers = max_containers
         self._templates: dict[bytes, _Template] = {}
-        self.held = 0  # estimated bytes of the templates (template_cost)
+        # Hashes of prefixes seen once, not yet learnt (at most max_templates ints).
+        self._seen: set[int] = set()
+        self._held = 0  # estimated bytes of the templates (template_cost)
         self.hits = 0  # lines decoded from a template (diagnostics and tests)
 
     def __len__(self) -> int:
         return len(self._templates)
+
+    @property
+    def held(self) -> int:
+        """Estimated bytes held: the templates, and the hashes of prefixes seen once."""
+        return self._held + SEEN_BYTES * len(self._seen)
 
     def decode(self, line: bytes) -> Update | Hello:
         """Decode one line (without its newline); raise `FrameError` if it is rejected."""
         mark = line.find(_MARK)
         if mark >= 0:
             start = mark + _START
-            template = self._templates.get(line[:start])
+            prefix = line[:start]
+            template = self._templates.get(prefix)
             if template is not None:
                 suffix = template[5]
                 end = len(line) - len(suffix)
@@ -109,7 +120,17 @@ class FrameDecoder:
                         )
         frame = decode_frame(line)
         if mark >= 0 and type(frame) is Update and frame.text_field is not None:
-            self._learn(frame, line, mark + _START)
+            # Learnt from a prefix's second line: a stream's first delta (the one someone
+            # waits for) pays nothing more, and a stream of one delta holds no template.
+            seen = self._seen
+            key = hash(prefix)
+            if key in seen:
+                seen.discard(key)
+                self._learn(frame, line, start)
+            else:
+                if len(seen) >= self.max_templates:
+                    seen.clear()
+                seen.add(key)
         return frame
 
     def _learn(self, update: Update, line: bytes, start: int) -> None:
@@ -140,10 +161,10 @@ class FrameDecoder:
         templates = self._templates
         if len(templates) >= self.max_templates:
             templates.clear()
-            self.held = 0
+            self._held = 0
         cost = template_cost(line, keys, containers)
         old = templates.get(prefix)  # the same prefix with another suffix: replaced
-        self.held += cost - (old[6] if old is not None else 0)
+        self._held += cost - (old[6] if old is not None else 0)
         templates[prefix] = (
             update.task_id,
             update.message_id,
