@@ -81,6 +81,17 @@ def test_each_update_gets_its_own_top_level_and_delta_objects() -> None:
     assert isinstance(again, Update) and again.body["delta"]["text_delta"] == "a"
 
 
+def test_the_update_a_template_was_learnt_from_does_not_share_its_objects() -> None:
+    decoder = FrameDecoder()
+    decoder.decode(line := raw(text_delta("a", index=1)))
+    learnt = decoder.decode(line)
+    assert isinstance(learnt, Update) and len(decoder) == 1
+    learnt.body["delta"]["type"] = "changed"
+    learnt.body["index"] = 99
+    later = decoder.decode(raw(text_delta("b", index=1)))
+    assert later == decode_frame(raw(text_delta("b", index=1)))
+
+
 def test_lines_that_only_look_like_the_template_get_decode_frames_verdict() -> None:
     first = raw(text_delta("abc", index=0))
     prefix, suffix = split(first, "abc")

@@ -165,12 +165,14 @@ class FrameDecoder:
         cost = template_cost(line, keys, containers)
         old = templates.get(prefix)  # the same prefix with another suffix: replaced
         self._held += cost - (old[6] if old is not None else 0)
+        # The probe's objects, not the update's: what the caller does with its update
+        # cannot reach the template.
         templates[prefix] = (
             update.task_id,
             update.message_id,
             update.channel,
             field,
-            update.body,
+            probe,
             suffix,
             cost,
         )
