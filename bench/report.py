@@ -234,8 +234,11 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
     ]
     for t in doc["throughput"]:
         per = t["records"] / t["deltas"] if t["deltas"] else 0.0
+        runs = t.get("runs") or []
+        # Several runs: the cell is their median, with their range.
+        spread = f" ({_num(min(runs))}-{_num(max(runs))})" if len(runs) > 1 else ""
         lines.append(
-            f"| {t['name']} | {t['kind']} | **{_num(t['deltas_per_s'])}** | "
+            f"| {t['name']} | {t['kind']} | **{_num(t['deltas_per_s'])}**{spread} | "
             f"{_num(t['deltas'])} | {_num(t['records'])} | {per:.4f} |"
         )
     lines += [

@@ -157,6 +157,14 @@ def test_the_table_follows_the_data() -> None:
     assert "Idle:" not in section
 
 
+def test_a_throughput_of_several_runs_shows_their_range() -> None:
+    doc = result()
+    doc["throughput"][1].update(deltas_per_s=95540, runs=[86509, 95540, 105465])
+    section = readme_section(doc, [])
+    assert "**95,540** (86,509-105,465)" in section
+    assert "**65,460** |" in section  # one run: no range
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
