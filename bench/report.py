@@ -234,9 +234,7 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
     ]
     for t in doc["throughput"]:
         per = t["records"] / t["deltas"] if t["deltas"] else 0.0
-        runs = t.get("runs") or []
-        # Several runs: the cell is their median, with their range.
-        spread = f" ({_num(min(runs))}-{_num(max(runs))})" if len(runs) > 1 else ""
+        spread = _spread(t.get("runs"))  # several runs: the median, and their range
         lines.append(
             f"| {t['name']} | {t['kind']} | **{_num(t['deltas_per_s'])}**{spread} | "
             f"{_num(t['deltas'])} | {_num(t['records'])} | {per:.4f} |"
@@ -252,7 +250,8 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
         sat = " (saturated)" if p.get("saturated") else ""
         lines.append(
             f"| {p['name']}{sat} | {_num(p['streams'])} x {p['rate_per_stream']:g} | "
-            f"{p['cpu_us_per_delta']:.1f} µs{_spread(p)} | **{q['p50']:.2f} ms** | "
+            f"{p['cpu_us_per_delta']:.1f} µs{_spread(p.get('cpu_us_per_delta_runs'), 1)} | "
+            f"**{q['p50']:.2f} ms** | "
             f"{q['p90']:.2f} ms | {q['p99']:.2f} ms | {q['max']:.2f} ms | "
             f"{_ack(p, 'p50')} | {_ack(p, 'p99')} |"
         )
@@ -313,10 +312,11 @@ def _build(versions: dict[str, Any]) -> str:
     return f" (`{exe}`)" if exe else ""
 
 
-def _spread(paced: dict[str, Any]) -> str:
-    """The range of a paced load's CPU over its runs (the cell shows their median)."""
-    runs = paced.get("cpu_us_per_delta_runs") or []
-    return f" ({min(runs):.1f}-{max(runs):.1f})" if len(runs) > 1 else ""
+def _spread(runs: Sequence[float] | None, digits: int = 0) -> str:
+    """The range of a figure over its runs (the cell shows their median); "" for one."""
+    return (
+        f" ({_num(min(runs), digits)}-{_num(max(runs), digits)})" if runs and len(runs) > 1 else ""
+    )
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ async def sidecar_phases(bootstrap: str, args: argparse.Namespace) -> dict[str, 
     records, firsts = await scan(bootstrap, topic)
     token_records, _ = await scan(bootstrap, token_topic)
     rates = [t.deltas_accepted / t.seconds for t in tokens]
-    out["per_token"] = sorted(tokens, key=lambda t: t.deltas_accepted / t.seconds)[len(tokens) // 2]
+    out["per_token"] = tokens[rates.index(statistics.median_low(rates))]  # a run's own
     out["per_token_runs"] = [round(r) for r in rates]
     # Records of one run (every run writes the same deltas, one record each).
     out["records"] = {**records, "token": token_records.get("token", 0) // len(tokens)}

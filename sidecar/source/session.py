@@ -55,7 +55,6 @@ class Intake:
         # One decoder for every connection: a stream's delta lines decode from a template
         # (sidecar_client.protocol.templates), whichever connection writes them.
         self.decoder = FrameDecoder()
-        self.decode = self.decoder.decode
         # Partial lines are charged to the memory budget, whose `pressure` re-checks the
         # limits (the server shares the sink's budget).
         self.budget = Budget()
@@ -181,7 +180,7 @@ class Session:
         intake = self.intake
         metrics = intake.metrics
         try:
-            frame = intake.decode(data)
+            frame = intake.decoder.decode(data)
         except FrameError as exc:
             metrics.frames["invalid"] += 1
             self.send_error(seq, exc.code, exc.message)
