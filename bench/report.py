@@ -241,9 +241,9 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
         )
     lines += [
         "",
-        "| paced | streams x deltas/s | CPU per delta, median (range) | first delta p50 | p90 "
-        "| p99 | max | terminal ack p50 | p99 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| paced | streams x deltas/s | CPU per delta, median (range) | wake-ups/s (deltas each) "
+        "| first delta p50 | p90 | p99 | max | terminal ack p50 | p99 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in doc["paced"]:
         q = p["first_delta_ms"]
@@ -251,7 +251,7 @@ def readme_section(doc: dict[str, Any], charts: Sequence[str]) -> str:
         lines.append(
             f"| {p['name']}{sat} | {_num(p['streams'])} x {p['rate_per_stream']:g} | "
             f"{p['cpu_us_per_delta']:.1f} µs{_spread(p.get('cpu_us_per_delta_runs'), 1)} | "
-            f"**{q['p50']:.2f} ms** | "
+            f"{_wakeups(p)} | **{q['p50']:.2f} ms** | "
             f"{q['p90']:.2f} ms | {q['p99']:.2f} ms | {q['max']:.2f} ms | "
             f"{_ack(p, 'p50')} | {_ack(p, 'p99')} |"
         )
@@ -305,6 +305,15 @@ def _ack(paced: dict[str, Any], q: str) -> str:
     """A terminal-ack percentile of a paced phase ("-" in results from before it was kept)."""
     ack = paced.get("terminal_ack_ms")
     return f"{ack[q]:.2f} ms" if ack else "-"
+
+
+def _wakeups(paced: dict[str, Any]) -> str:
+    """The sidecar's wake-ups a second in a paced phase and the deltas each found ("-" in
+    results from before they were counted)."""
+    per_s = paced.get("wakeups_per_s")
+    if per_s is None:
+        return "-"
+    return f"{_num(per_s)} ({paced.get('deltas_per_wakeup', 0):g})"
 
 
 def _build(versions: dict[str, Any]) -> str:

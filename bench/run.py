@@ -4,9 +4,9 @@
   end to end (first line written -> every terminal acknowledged by Kafka);
 - per token: the same with `--flush-interval-ms 0` (one record per delta), run
   `--token-runs` times on its sidecar (deltas/s: the median);
-- paced 200 x 40/s and 2,000 x 10/s (an LLM's pace): the sidecar's CPU per delta (from
-  /proc), and first-delta latency (the agent writing a stream's first delta -> the
-  CreateTime of the Kafka record carrying it);
+- paced 200 x 40/s and 2,000 x 10/s (an LLM's pace): the sidecar's CPU per delta and its
+  wake-ups (both from /proc), and first-delta latency (the agent writing a stream's first
+  delta -> the CreateTime of the Kafka record carrying it);
 - baselines on the same broker: the naive producer (one aiokafka `send()` per delta,
   idempotent, acks=all) and kcat's keyed line rate (when `kcat` is installed);
 - idle: the sidecar's CPU while N streams sit open with nothing pending.
@@ -62,6 +62,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wakeups(pid: int) -> int:
+    """The process's voluntary context switches, over its threads: each is a wait (for the
+    sockets, a timer) that ended, so the count is how often it woke to work."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            rows = status.read_text().splitlines()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        total += sum(int(r.split()[1]) for r in rows if r.startswith("voluntary_ctxt_switches:"))
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     for row in Path(f"/proc/{pid}/status").read_text().splitlines():
         if row.startswith("VmRSS:"):
@@ -110,18 +123,21 @@ async def idle_phase(sock: Path, pid: int, streams: int, seconds: float) -> dict
 
 
 def paced_entry(
-    name: str, runs: list[tuple[LoadResult, float]], firsts: dict[Any, int]
+    name: str, runs: list[tuple[LoadResult, float, int]], firsts: dict[Any, int]
 ) -> dict[str, Any]:
-    """One paced load, run several times on the same sidecar (`runs`: each run's result
-    and the sidecar's CPU seconds in it): CPU per delta is the median of the runs (this
-    figure moves by +-15% from one 5 s run to the next on a shared 2-core machine), the
-    latencies are over every run's streams."""
+    """One paced load, run several times on the same sidecar (`runs`: each run's result,
+    the sidecar's CPU seconds and its wake-ups in it): CPU per delta is the median of the
+    runs (this figure moves by +-15% from one 5 s run to the next on a shared 2-core
+    machine), the latencies are over every run's streams."""
     spec = runs[0][0].spec
-    per_delta = [cpu / max(1, res.deltas_accepted) * 1e6 for res, cpu in runs]
-    acks = sorted(a for res, _ in runs for a in res.ack_latencies)
+    per_delta = [cpu / max(1, res.deltas_accepted) * 1e6 for res, cpu, _ in runs]
+    # At an LLM's pace the CPU per delta follows how much work each wake-up finds.
+    wakes_per_s = [w / res.seconds for res, _, w in runs if res.seconds > 0]
+    per_wake = [res.deltas_accepted / w for res, _, w in runs if w]
+    acks = sorted(a for res, _, _ in runs for a in res.ack_latencies)
     lat = sorted(
         (firsts[k] / 1000 - t) * 1000
-        for res, _ in runs
+        for res, _, _ in runs
         for k, t in res.first_delta_sent.items()
         if k in firsts
     )
@@ -132,9 +148,11 @@ def paced_entry(
         "rate_per_stream": spec.rate,
         "cpu_us_per_delta": round(statistics.median(per_delta), 2),
         "cpu_us_per_delta_runs": [round(v, 2) for v in per_delta],
+        "wakeups_per_s": round(statistics.median(wakes_per_s)) if wakes_per_s else None,
+        "deltas_per_wakeup": round(statistics.median(per_wake), 1) if per_wake else None,
         # The agents could not keep their schedule (the sidecar did not read fast enough),
         # or acks lagged by more than a second: the sidecar is not keeping up.
-        "saturated": any(res.seconds > expected * 1.2 + 1.0 or not res.ok for res, _ in runs),
+        "saturated": any(res.seconds > expected * 1.2 + 1.0 or not res.ok for res, _, _ in runs),
         "first_delta_ms": {
             q: round(percentile(lat, p) or 0.0, 2)
             for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
@@ -172,9 +190,10 @@ async def sidecar_phases(bootstrap: str, args: argparse.Namespace) -> dict[str, 
             out["cpu"]["burst"] = cpu_seconds(proc.pid) - cpu0
             results = []
             for spec in paced:
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, wake0 = cpu_seconds(proc.pid), wakeups(proc.pid)
                 res = await run_load(sock, spec)
-                results.append((res, cpu_seconds(proc.pid) - cpu0))
+                cpu, wake = cpu_seconds(proc.pid) - cpu0, wakeups(proc.pid) - wake0
+                results.append((res, cpu, wake))
             out["idle"] = (
                 await idle_phase(sock, proc.pid, args.idle_streams, args.idle_seconds)
                 if args.idle_streams
@@ -406,6 +425,11 @@ def print_summary(doc: dict[str, Any]) -> None:
             f"{'<= 15 ' + ('ok' if cpu_ok else 'MISSED') if p['streams'] == 200 else ''}"
             f"  (runs {runs})"
         )
+        if p.get("wakeups_per_s") is not None:
+            print(
+                f"{p['name'] + ' wake-ups/s (median)':<40} {p['wakeups_per_s']:>14,}  "
+                f"({p['deltas_per_wakeup']:g} deltas each)"
+            )
         sat = "saturated" if p["saturated"] else "not saturated"
         print(
             f"{p['name'] + ' first delta p99 (ms)':<40} {p99:>14.2f}  "
