@@ -19,31 +19,18 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
+from bench.proc import cpu_seconds, rss_bytes
 from testbed import create_topic, open_broker
 from testbed.base import free_ports
 from testbed.process import sidecar_command
 
 MiB = 1024 * 1024
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-
-    def field(name: str) -> float:
-        match = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
-        assert match is not None, name
-        return int(match.group(1)) / 1024
-
-    return field("VmRSS"), field("VmHWM")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return rss_bytes(pid) / MiB, rss_bytes(pid, "VmHWM") / MiB
 
 
 def pending_bytes(port: int) -> float:

@@ -27,7 +27,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.run import cpu_seconds
+from bench.proc import cpu_seconds
 from sidecar.tools.loadgen import LoadSpec, run_load
 from testbed import create_topic, open_broker, unique_topic_name
 from testbed.process import start_sidecar

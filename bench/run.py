@@ -40,6 +40,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 import sidecar
+from bench.proc import cpu_seconds, rss_bytes, wakeups
 from sidecar.config import Config
 from sidecar.sink.kafka import open_consumer
 from sidecar.tools.loadgen import LoadResult, LoadSpec, percentile, run_load
@@ -55,31 +56,6 @@ TARGET_CPU_US = 15.0
 TARGET_P99_MS = {200: 5.0, 2000: 10.0}
 TARGET_BURST = 150_000
 TARGET_PER_TOKEN = 80_000
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wakeups(pid: int) -> int:
-    """The process's voluntary context switches, over its threads: each is a wait (for the
-    sockets, a timer) that ended, so the count is how often it woke to work."""
-    total = 0
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
-        try:
-            rows = status.read_text().splitlines()
-        except OSError:
-            continue  # a thread that ended meanwhile
-        total += sum(int(r.split()[1]) for r in rows if r.startswith("voluntary_ctxt_switches:"))
-    return total
-
-
-def rss_bytes(pid: int) -> int:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1]) * 1024
-    return 0
 
 
 async def scan(bootstrap: str, topic: str) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
@@ -132,8 +108,7 @@ def paced_entry(
     spec = runs[0][0].spec
     per_delta = [cpu / max(1, res.deltas_accepted) * 1e6 for res, cpu, _ in runs]
     # At an LLM's pace the CPU per delta follows how much work each wake-up finds.
-    wakes_per_s = [w / res.seconds for res, _, w in runs if res.seconds > 0]
-    per_wake = [res.deltas_accepted / w for res, _, w in runs if w]
+    counted = [(res, w) for res, _, w in runs if w and res.seconds > 0]
     acks = sorted(a for res, _, _ in runs for a in res.ack_latencies)
     lat = sorted(
         (firsts[k] / 1000 - t) * 1000
@@ -148,8 +123,14 @@ def paced_entry(
         "rate_per_stream": spec.rate,
         "cpu_us_per_delta": round(statistics.median(per_delta), 2),
         "cpu_us_per_delta_runs": [round(v, 2) for v in per_delta],
-        "wakeups_per_s": round(statistics.median(wakes_per_s)) if wakes_per_s else None,
-        "deltas_per_wakeup": round(statistics.median(per_wake), 1) if per_wake else None,
+        "wakeups_per_s": (
+            round(statistics.median(w / res.seconds for res, w in counted)) if counted else None
+        ),
+        "deltas_per_wakeup": (
+            round(statistics.median(res.deltas_accepted / w for res, w in counted), 1)
+            if counted
+            else None
+        ),
         # The agents could not keep their schedule (the sidecar did not read fast enough),
         # or acks lagged by more than a second: the sidecar is not keeping up.
         "saturated": any(res.seconds > expected * 1.2 + 1.0 or not res.ok for res, _, _ in runs),
@@ -447,22 +428,30 @@ def print_summary(doc: dict[str, Any]) -> None:
         )
 
 
+def positive(text: str) -> int:
+    """An argparse type: a count of at least 1 (a median of no runs has no meaning)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--streams", type=int, default=200)
-    p.add_argument("--deltas", type=int, default=500)
-    p.add_argument("--delta-chars", type=int, default=6)
-    p.add_argument("--connections", type=int, default=8)
-    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--streams", type=positive, default=200)
+    p.add_argument("--deltas", type=positive, default=500)
+    p.add_argument("--delta-chars", type=positive, default=6)
+    p.add_argument("--connections", type=positive, default=8)
+    p.add_argument("--partitions", type=positive, default=6)
     p.add_argument("--paced-seconds", type=float, default=5.0, help="length of each paced phase")
     p.add_argument(
-        "--paced-runs", type=int, default=3, help="runs of each paced load (CPU: their median)"
+        "--paced-runs", type=positive, default=3, help="runs of each paced load (CPU: their median)"
     )
     p.add_argument(
         "--token-runs",
-        type=int,
+        type=positive,
         default=3,
         help="runs of the per-token burst (deltas/s: their median)",
     )

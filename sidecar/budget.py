@@ -21,7 +21,7 @@ Kinds, and what bounds each (README "The memory budget"):
 - `partition_cache`: the Kafka sink's task -> partition cache; a fixed 4 MiB bound.
 - `decode_templates`: the decoder's templates of delta lines
   (`sidecar_client.protocol.templates`); at most 2,048 of lines up to 512 bytes, about
-  4 MiB of agentex deltas (8 MiB at the estimate's worst).
+  5 MiB of agentex deltas (8 MiB at the estimate's worst).
 
 Plain integers, no asyncio: the data path adds and subtracts, /metrics reads.
 """
